@@ -1,0 +1,84 @@
+# pgvigil — make builds everything; make test runs unit and integration
+# tests; make demo runs the live demo; make deps installs what a fresh
+# Debian 12 machine lacks.
+
+CC ?= cc
+CLANG ?= clang
+BPFTOOL ?= bpftool
+ARCH := $(shell uname -m | sed 's/x86_64/x86/; s/aarch64/arm64/')
+PG_MAJOR ?= 15
+
+BUILD := build
+CFLAGS ?= -O2 -g
+CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializers \
+	  -Iinclude -I$(BUILD) -Iuser -MMD -MP -D_GNU_SOURCE \
+	  -DPGV_SOURCE_DIR='"$(CURDIR)"'
+LDLIBS := -lbpf -lelf -lz -lpq -lpg_query -lyaml -ljson-c -lssl -lcrypto \
+	  -lmicrohttpd -lpthread
+BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -D__BPF__ \
+	      -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
+	      -Iinclude -Ivmlinux/$(ARCH) -I/usr/include/$(shell uname -m)-linux-gnu -MMD -MP
+
+BPF_SRCS := $(wildcard bpf/*.bpf.c)
+BPF_OBJS := $(patsubst bpf/%.bpf.c,$(BUILD)/bpf/%.o,$(BPF_SRCS))
+USER_SRCS := $(wildcard user/*.c)
+USER_OBJS := $(patsubst user/%.c,$(BUILD)/user/%.o,$(USER_SRCS))
+LIB_OBJS := $(filter-out $(BUILD)/user/main.o,$(USER_OBJS))
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+
+DEPS := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libssl-dev \
+	libcmocka-dev libpq-dev libpg-query-dev libyaml-dev libjson-c-dev \
+	libmicrohttpd-dev libkrb5-dev postgresql-15 postgresql-contrib \
+	postgresql-server-dev-15 postgresql-15-pgaudit prometheus jq \
+	make gcc pkg-config
+
+.PHONY: all deps test unit integration demo clean bench bench-verify fuzz
+
+all: pgvigil
+
+$(BUILD)/bpf/%.o: bpf/%.bpf.c | $(BUILD)/bpf
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(BUILD)/pgvigil.bpf.o: $(BPF_OBJS)
+	$(BPFTOOL) gen object $@ $^
+
+$(BUILD)/pgvigil.skel.h: $(BUILD)/pgvigil.bpf.o
+	$(BPFTOOL) gen skeleton $< name pgvigil_bpf > $@
+
+$(BUILD)/user/%.o: user/%.c | $(BUILD)/user $(BUILD)/pgvigil.skel.h
+	$(CC) $(CFLAGS) -c $< -o $@
+
+pgvigil: $(USER_OBJS)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS) | $(BUILD)/tests
+	$(CC) $(CFLAGS) -Itests -o $@ $< $(LIB_OBJS) $(LDLIBS) -lcmocka
+
+$(BUILD)/bpf $(BUILD)/user $(BUILD)/tests:
+	mkdir -p $@
+
+deps:
+	tools/install-deps $(DEPS)
+
+unit: $(UNIT_BINS)
+	tests/run-unit $(UNIT_BINS)
+
+integration: pgvigil
+	tests/integration/run
+
+test: pgvigil unit
+	tests/integration/run
+
+demo: deps
+	$(MAKE) pgvigil
+	tools/demo
+
+bench: pgvigil
+	tools/bench
+
+clean:
+	rm -rf $(BUILD) pgvigil
+
+-include $(wildcard $(BUILD)/bpf/*.d $(BUILD)/user/*.d $(BUILD)/tests/*.d)

@@ -1,0 +1,331 @@
+/*
+ * State and helpers shared by every probe family: the ring buffer, the
+ * per-backend table (sequence numbers and the function stack), the layouts,
+ * the per-CPU drop counters, and the record header.
+ *
+ * Maps are defined once, in backend.bpf.c, and declared extern elsewhere;
+ * bpftool's static linker joins the families into one object.
+ */
+#ifndef PGVIGIL_BPF_COMMON_H
+#define PGVIGIL_BPF_COMMON_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "pgvigil/events.h"
+
+#ifdef PGV_DEFINE_MAPS
+#define PGV_MAP
+#else
+#define PGV_MAP extern
+#endif
+
+struct pgv_frame {
+	__u32 fn_oid;
+	__u32 pad;
+	__u64 sp;		/* stack pointer at the function's entry */
+};
+
+struct pgv_backend {
+	__u64 seq;
+	__u64 app_ptr;		/* application_name as last reported */
+	__u32 depth;		/* frames on the stack, kept or not */
+	__u32 kept;		/* frames in frames[] */
+	__u32 session_sent;
+	__u32 pad;
+	struct pgv_frame frames[PGV_STACK_MAX];
+};
+
+union pgv_scratch {
+	struct pgv_exec_event exec;
+	struct pgv_utility_event utility;
+	struct pgv_session_event session;
+	struct pgv_target_event target;
+};
+
+PGV_MAP struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 << 20);
+} events SEC(".maps");
+
+PGV_MAP struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct pgv_backend);
+} backends SEC(".maps");
+
+PGV_MAP struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PGV_MAX_LAYOUTS);
+	__type(key, __u32);
+	__type(value, struct pg_layout);
+} layouts SEC(".maps");
+
+/* [0] builds the record being sent, [1] a session record sent before it */
+PGV_MAP struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, union pgv_scratch);
+} scratch SEC(".maps");
+
+PGV_MAP struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PGV_DROP_CAUSES);
+	__type(key, __u32);
+	__type(value, __u64);
+} drops SEC(".maps");
+
+/*
+ * A probe's cookie names the layout (high 16 bits) and the link-time address
+ * of the probed function (low 48 bits), so that a probe can find the load
+ * address of the binary it fired in without asking user space.
+ */
+#define PGV_COOKIE_LAYOUT(c)	((__u32)((c) >> 48))
+#define PGV_COOKIE_VADDR(c)	((c) & ((1ULL << 48) - 1))
+
+static __always_inline void pgv_count_drop(__u32 cause)
+{
+	__u64 *count = bpf_map_lookup_elem(&drops, &cause);
+
+	if (count)
+		*count += 1;
+}
+
+static __always_inline struct pg_layout *pgv_layout(void *ctx)
+{
+	__u32 idx = PGV_COOKIE_LAYOUT(bpf_get_attach_cookie(ctx));
+	struct pg_layout *layout = bpf_map_lookup_elem(&layouts, &idx);
+
+	if (!layout || !layout->major) {
+		pgv_count_drop(PGV_DROP_NO_LAYOUT);
+		return NULL;
+	}
+	return layout;
+}
+
+static __always_inline struct pgv_backend *pgv_backend_get(__u32 pid)
+{
+	struct pgv_backend *backend = bpf_map_lookup_elem(&backends, &pid);
+	static const struct pgv_backend empty;
+
+	if (backend)
+		return backend;
+	if (bpf_map_update_elem(&backends, &pid, &empty, BPF_NOEXIST) &&
+	    !bpf_map_lookup_elem(&backends, &pid)) {
+		pgv_count_drop(PGV_DROP_NO_BACKEND);
+		return NULL;
+	}
+	return bpf_map_lookup_elem(&backends, &pid);
+}
+
+/*
+ * Forget the frames that the stack has unwound past: a frame whose entry
+ * stack pointer lies below 'sp' belongs to a call that has returned, or that
+ * a longjmp (an error caught by a PL/pgSQL EXCEPTION block, or the abort of
+ * the transaction) skipped, since return probes never fire for those.
+ * Frames beyond those kept are deeper than every kept one, so popping a kept
+ * frame pops all of them too.
+ */
+static __always_inline void pgv_stack_unwind(struct pgv_backend *backend,
+					     __u64 sp)
+{
+	__u32 kept = backend->kept;
+	int i;
+
+	for (i = PGV_STACK_MAX - 1; i >= 0; i--) {
+		if ((__u32)i >= kept)
+			continue;
+		if (backend->frames[i].sp >= sp)
+			break;
+		kept = i;
+	}
+	if (kept != backend->kept) {
+		backend->kept = kept;
+		backend->depth = kept;
+	}
+}
+
+static __always_inline void pgv_fill_header(struct pgv_header *hdr, __u16 type,
+					    struct pgv_backend *backend)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u32 kept = backend->kept;
+	int i;
+
+	hdr->type = type;
+	hdr->flags = 0;
+	hdr->pid = bpf_get_current_pid_tgid() >> 32;
+	hdr->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	hdr->uid = (__u32)bpf_get_current_uid_gid();
+	hdr->seq = ++backend->seq;
+	hdr->time_ns = bpf_ktime_get_ns();
+	hdr->cgroup_id = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(hdr->comm, sizeof(hdr->comm));
+	hdr->depth = backend->depth;
+	hdr->stack_len = kept < PGV_STACK_MAX ? kept : PGV_STACK_MAX;
+	if (backend->depth > kept)
+		hdr->flags |= PGV_F_STACK_TRUNCATED;
+	for (i = 0; i < PGV_STACK_MAX; i++)
+		hdr->stack[i] = (__u32)i < kept ? backend->frames[i].fn_oid : 0;
+}
+
+static __always_inline void pgv_send(void *record, __u64 size)
+{
+	if (bpf_ringbuf_output(&events, record, size, 0))
+		pgv_count_drop(PGV_DROP_RINGBUF_FULL);
+}
+
+static __always_inline void *pgv_scratch(__u32 slot)
+{
+	return bpf_map_lookup_elem(&scratch, &slot);
+}
+
+static __always_inline __u64 pgv_read_ptr(const void *addr)
+{
+	__u64 value = 0;
+
+	bpf_probe_read_user(&value, sizeof(value), addr);
+	return value;
+}
+
+static __always_inline __u32 pgv_read_u32(const void *addr)
+{
+	__u32 value = 0;
+
+	bpf_probe_read_user(&value, sizeof(value), addr);
+	return value;
+}
+
+#define PGV_MEASURE_CHUNKS 64	/* measure up to 256 KiB */
+
+/*
+ * The length of a statement longer than the capture, counted in chunks
+ * through the second scratch slot; a text longer than the bound reports the
+ * bound, which is still more than was captured.
+ */
+static __always_inline __u32 pgv_measure_text(const char *source)
+{
+	char *tmp = pgv_scratch(1);
+	__u32 total = 0;
+	long n;
+	int i;
+
+	if (!tmp)
+		return PGV_TEXT_MAX;
+	for (i = 0; i < PGV_MEASURE_CHUNKS; i++) {
+		n = bpf_probe_read_user_str(tmp, PGV_TEXT_MAX, source + total);
+		if (n <= 0)
+			break;
+		total += n - 1;
+		if (n < PGV_TEXT_MAX)
+			break;
+	}
+	return total;
+}
+
+/*
+ * Copy a statement into text[], cut to PlannedStmt's stmt_location and
+ * stmt_len (a query string can hold several statements). Returns the bytes
+ * captured; *full gets the statement's full length, measured further than
+ * the capture when it is longer.
+ */
+static __always_inline __u32 pgv_read_text(char *text, const char *source,
+					   const void *plannedstmt,
+					   const struct pg_layout *layout,
+					   __u32 *full, __u16 *flags)
+{
+	int location = 0, len = 0;
+	long copied;
+
+	if (plannedstmt) {
+		bpf_probe_read_user(&location, sizeof(location),
+				    plannedstmt + layout->ps_stmt_location);
+		bpf_probe_read_user(&len, sizeof(len),
+				    plannedstmt + layout->ps_stmt_len);
+	}
+	if (location < 0 || location > (1 << 30))
+		location = 0;
+	if (len < 0)
+		len = 0;
+	source += location;
+	copied = bpf_probe_read_user_str(text, PGV_TEXT_MAX, source);
+	if (copied <= 0) {
+		*flags |= PGV_F_READ_FAILED;
+		pgv_count_drop(PGV_DROP_READ_FAILED);
+		text[0] = 0;
+		*full = 0;
+		return 0;
+	}
+	copied -= 1;	/* the terminator */
+	if (len && (__u32)len < (__u32)copied)
+		copied = len;
+	*full = copied;
+	if (copied == PGV_TEXT_MAX - 1 && (!len || len > copied)) {
+		*flags |= PGV_F_TEXT_TRUNCATED;
+		*full = len ? len : pgv_measure_text(source);
+	}
+	return copied;
+}
+
+#endif /* PGVIGIL_BPF_COMMON_H */
+
+/*
+ * Send the backend's session context the first time the backend is seen,
+ * and again whenever application_name changes (a SET replaces the string,
+ * so its address changes). Read from MyProcPort and the GUC variable: the
+ * binary's load address is the probed function's runtime address less its
+ * link-time address, carried in the cookie.
+ */
+static __always_inline void pgv_session_check(struct pt_regs *ctx,
+					      const struct pg_layout *layout,
+					      struct pgv_backend *backend)
+{
+	__u64 bias = PT_REGS_IP(ctx) - PGV_COOKIE_VADDR(bpf_get_attach_cookie(ctx));
+	struct pgv_session_event *record;
+	__u64 port, app;
+
+	app = pgv_read_ptr((void *)(bias + layout->sym_application_name));
+	if (backend->session_sent && app == backend->app_ptr)
+		return;
+	record = pgv_scratch(1);
+	if (!record)
+		return;
+	pgv_fill_header(&record->hdr, PGV_EV_SESSION, backend);
+	record->user[0] = 0;
+	record->database[0] = 0;
+	record->application[0] = 0;
+	record->client_addr_len = 0;
+	port = pgv_read_ptr((void *)(bias + layout->sym_my_proc_port));
+	if (port) {
+		bpf_probe_read_user_str(record->user, sizeof(record->user),
+			(void *)pgv_read_ptr((void *)port + layout->port_user_name));
+		bpf_probe_read_user_str(record->database, sizeof(record->database),
+			(void *)pgv_read_ptr((void *)port +
+					     layout->port_database_name));
+		bpf_probe_read_user(record->client_addr,
+				    sizeof(record->client_addr),
+				    (void *)port + layout->port_raddr);
+		record->client_addr_len =
+			pgv_read_u32((void *)port + layout->port_raddr_len);
+	}
+	if (app)
+		bpf_probe_read_user_str(record->application,
+					sizeof(record->application), (void *)app);
+	backend->session_sent = 1;
+	backend->app_ptr = app;
+	pgv_send(record, sizeof(*record));
+}
+
+/* The backend behind this probe, with its stack cut back to here. */
+static __always_inline struct pgv_backend *pgv_backend_here(struct pt_regs *ctx)
+{
+	struct pgv_backend *backend;
+
+	backend = pgv_backend_get(bpf_get_current_pid_tgid() >> 32);
+	if (backend)
+		pgv_stack_unwind(backend, PT_REGS_SP(ctx));
+	return backend;
+}

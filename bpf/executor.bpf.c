@@ -1,0 +1,136 @@
+/*
+ * ExecutorStart: every planned statement, nested ones included (functions,
+ * triggers, dynamic SQL, the extended protocol). Captures the command, the
+ * result relations with the column sets the statement writes and the
+ * permissions it needs, and the statement text.
+ */
+#include "common.bpf.h"
+
+static __always_inline void read_colset(__u64 *words, const void *bms,
+					const struct pg_layout *layout,
+					__u16 *flags)
+{
+	int nwords = 0, i;
+
+	if (!bms)
+		return;
+	bpf_probe_read_user(&nwords, sizeof(nwords), bms + layout->bms_nwords);
+	if (nwords > PGV_COLSET_WORDS) {
+		*flags |= PGV_F_COLS_TRUNCATED;
+		nwords = PGV_COLSET_WORDS;
+	}
+	for (i = 0; i < PGV_COLSET_WORDS; i++) {
+		if (i >= nwords)
+			break;
+		bpf_probe_read_user(&words[i], sizeof(__u64),
+				    bms + layout->bms_words + i * 8);
+	}
+}
+
+static __always_inline void read_result_rel(struct pgv_result_rel *rel,
+					    const void *rte,
+					    const struct pg_layout *layout,
+					    __u16 *flags)
+{
+	int rtekind = 0;
+	char relkind = 0;
+
+	__builtin_memset(rel, 0, sizeof(*rel));
+	if (!rte)
+		return;
+	rel->relid = pgv_read_u32(rte + layout->rte_relid);
+	rel->required_perms = pgv_read_u32(rte + layout->rte_required_perms);
+	bpf_probe_read_user(&relkind, 1, rte + layout->rte_relkind);
+	bpf_probe_read_user(&rtekind, sizeof(rtekind),
+			    rte + layout->rte_rtekind);
+	rel->relkind = relkind;
+	rel->rtekind = rtekind;
+	read_colset(rel->updated_cols,
+		    (void *)pgv_read_ptr(rte + layout->rte_updated_cols),
+		    layout, flags);
+	read_colset(rel->inserted_cols,
+		    (void *)pgv_read_ptr(rte + layout->rte_inserted_cols),
+		    layout, flags);
+}
+
+/* resultRelations is a List of 1-based range table indexes */
+static __always_inline void read_result_rels(struct pgv_exec_event *record,
+					     const void *plannedstmt,
+					     const struct pg_layout *layout)
+{
+	const void *results, *rtable, *cells, *rt_cells;
+	int n = 0, rt_len = 0, i;
+
+	record->n_result_rels = 0;
+	results = (void *)pgv_read_ptr(plannedstmt + layout->ps_result_relations);
+	rtable = (void *)pgv_read_ptr(plannedstmt + layout->ps_rtable);
+	if (!results || !rtable)
+		return;
+	bpf_probe_read_user(&n, sizeof(n), results + layout->list_length);
+	bpf_probe_read_user(&rt_len, sizeof(rt_len),
+			    rtable + layout->list_length);
+	cells = (void *)pgv_read_ptr(results + layout->list_elements);
+	rt_cells = (void *)pgv_read_ptr(rtable + layout->list_elements);
+	if (n > PGV_RESULT_RELS_MAX) {
+		record->hdr.flags |= PGV_F_RELS_TRUNCATED;
+		n = PGV_RESULT_RELS_MAX;
+	}
+	for (i = 0; i < PGV_RESULT_RELS_MAX; i++) {
+		const void *rte = NULL;
+		int rti = 0;
+
+		if (i >= n)
+			break;
+		bpf_probe_read_user(&rti, sizeof(rti), cells + i * 8);
+		if (rti >= 1 && rti <= rt_len)
+			rte = (void *)pgv_read_ptr(rt_cells + (rti - 1) * 8);
+		if (!rte)
+			record->hdr.flags |= PGV_F_READ_FAILED;
+		read_result_rel(&record->rels[i], rte, layout,
+				&record->hdr.flags);
+		record->n_result_rels = i + 1;
+	}
+}
+
+SEC("uprobe")
+int BPF_KPROBE(executor_start, const void *query_desc)
+{
+	struct pg_layout *layout = pgv_layout(ctx);
+	struct pgv_exec_event *record;
+	struct pgv_backend *backend;
+	const void *plannedstmt;
+	const char *source;
+	__u32 captured;
+	__u8 cte = 0;
+
+	if (!layout || !query_desc)
+		return 0;
+	backend = pgv_backend_here(ctx);
+	if (!backend)
+		return 0;
+	pgv_session_check(ctx, layout, backend);
+	record = pgv_scratch(0);
+	if (!record)
+		return 0;
+	pgv_fill_header(&record->hdr, PGV_EV_EXEC, backend);
+	record->operation = pgv_read_u32(query_desc + layout->qd_operation);
+	plannedstmt = (void *)pgv_read_ptr(query_desc + layout->qd_plannedstmt);
+	source = (void *)pgv_read_ptr(query_desc + layout->qd_source_text);
+	record->has_modifying_cte = 0;
+	if (plannedstmt) {
+		bpf_probe_read_user(&cte, 1,
+				    plannedstmt + layout->ps_has_modifying_cte);
+		record->has_modifying_cte = cte;
+		read_result_rels(record, plannedstmt, layout);
+	} else {
+		record->n_result_rels = 0;
+		record->hdr.flags |= PGV_F_READ_FAILED;
+	}
+	captured = pgv_read_text(record->text, source, plannedstmt, layout,
+				 &record->text_len, &record->hdr.flags);
+	record->text_captured = captured;
+	if (captured >= PGV_TEXT_MAX)
+		captured = PGV_TEXT_MAX - 1;
+	pgv_send(record, PGV_EXEC_FIXED + captured + 1);
+	return 0;
+}

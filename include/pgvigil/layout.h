@@ -1,0 +1,82 @@
+/*
+ * Where PostgreSQL keeps what the probes read: struct member offsets, enum
+ * values and the addresses of the globals that hold session context.
+ *
+ * Layouts move between major versions, so nothing here is typed by hand:
+ * tools/gen-pglayout writes one table row per major version from the server
+ * headers (user/pglayout_table.c). User space picks the row for the server it
+ * attaches to and hands it to the BPF side in the 'layouts' array map; the
+ * BPF side never assumes a version. Shared by BPF and user space, so only
+ * fixed-width fields, and the size is checked on both sides.
+ */
+#ifndef PGVIGIL_LAYOUT_H
+#define PGVIGIL_LAYOUT_H
+
+#ifdef __BPF__
+/* vmlinux.h provides the fixed-width types */
+#else
+#include <stdint.h>
+typedef uint8_t __u8;
+typedef uint16_t __u16;
+typedef uint32_t __u32;
+typedef uint64_t __u64;
+typedef int64_t __s64;
+#endif
+
+#define PGV_MAX_LAYOUTS 16
+
+struct pg_layout {
+	__u32 major;			/* PostgreSQL major version */
+	__u32 flags;
+	/* QueryDesc */
+	__u16 qd_operation;
+	__u16 qd_plannedstmt;
+	__u16 qd_source_text;
+	__u16 qd_params;
+	/* PlannedStmt */
+	__u16 ps_command_type;
+	__u16 ps_has_modifying_cte;
+	__u16 ps_rtable;
+	__u16 ps_result_relations;
+	__u16 ps_utility_stmt;
+	__u16 ps_stmt_location;
+	__u16 ps_stmt_len;
+	/* RangeTblEntry */
+	__u16 rte_rtekind;
+	__u16 rte_relid;
+	__u16 rte_relkind;
+	__u16 rte_required_perms;
+	__u16 rte_inserted_cols;
+	__u16 rte_updated_cols;
+	/* List and Bitmapset */
+	__u16 list_length;
+	__u16 list_elements;
+	__u16 bms_nwords;
+	__u16 bms_words;
+	/* PLpgSQL_function and FunctionCallInfo / FmgrInfo */
+	__u16 plf_fn_oid;
+	__u16 fcinfo_flinfo;
+	__u16 flinfo_fn_oid;
+	/* Port (MyProcPort) */
+	__u16 port_raddr;
+	__u16 port_raddr_len;
+	__u16 port_database_name;
+	__u16 port_user_name;
+	/* AlterTableStmt, AlterTableCmd, AlterTableUtilityContext */
+	__u16 atstmt_cmds;
+	__u16 atcmd_subtype;
+	__u16 atctx_relid;
+	__u16 pad0[3];
+	/* a column number n is member n + attr_offset of a column set */
+	__u32 attr_offset;
+	__u32 pad1;
+	/* link-time addresses (ELF st_value) in the server executable */
+	__u64 sym_my_proc_port;
+	__u64 sym_application_name;
+};
+
+#ifndef __BPF__
+_Static_assert(sizeof(struct pg_layout) == 96, "pg_layout size");
+#endif
+
+#endif /* PGVIGIL_LAYOUT_H */
