@@ -268,8 +268,10 @@ static __always_inline __u32 pgv_read_text(char *text, const char *source,
 		return 0;
 	}
 	copied -= 1;	/* the terminator */
-	if (len && (__u32)len < (__u32)copied)
+	if (len && (__u32)len < (__u32)copied) {
 		copied = len;
+		text[copied & (PGV_TEXT_MAX - 1)] = 0;
+	}
 	*full = copied;
 	if (copied == PGV_TEXT_MAX - 1 && (!len || len > copied)) {
 		*flags |= PGV_F_TEXT_TRUNCATED;
