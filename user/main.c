@@ -10,6 +10,7 @@
 
 static const struct cli_command commands[] = {
 	{ "run", cmd_run, "attach to PostgreSQL and report violations live" },
+	{ "demo", cmd_demo, "run the live demo on a throwaway server (root)" },
 	{ NULL, NULL, NULL },
 };
 
