@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -379,6 +380,33 @@ static int setup(struct daemon *d)
 	return 0;
 }
 
+/*
+ * One {"event":"stats",...} line at shutdown, so that a benchmark can relate
+ * the daemon's CPU time to the statements it saw and count what was lost.
+ */
+static void announce_stats(const struct daemon *d)
+{
+	uint64_t drops[PGV_DROP_CAUSES] = { 0 }, statements = 0, dropped = 0;
+	struct monitor_stats stats;
+	char fields[512];
+	size_t i;
+
+	monitor_stats(d->monitor, &stats);
+	for (i = 0; i < 8; i++)
+		statements += stats.statements[i];
+	if (!loader_read_drops(d->loader, drops))
+		for (i = 0; i < PGV_DROP_CAUSES; i++)
+			dropped += drops[i];
+	snprintf(fields, sizeof(fields),
+		 "\"events\":%" PRIu64 ",\"statements\":%" PRIu64
+		 ",\"violations\":%" PRIu64 ",\"events_lost\":%" PRIu64
+		 ",\"ring_buffer_full\":%" PRIu64 ",\"drops\":%" PRIu64
+		 ",\"backends\":%" PRIu64, stats.events, statements,
+		 stats.violations, stats.events_lost,
+		 drops[PGV_DROP_RINGBUF_FULL], dropped, stats.backends);
+	log_event("stats", fields);
+}
+
 static void teardown(struct daemon *d)
 {
 	ring_buffer__free(d->ring);
@@ -405,6 +433,7 @@ int cmd_run(int argc, char **argv)
 	if (!ret) {
 		announce_ready(&d);
 		ret = run_loop(&d);
+		announce_stats(&d);
 	}
 	teardown(&d);
 	return ret ? EXIT_ERROR : EXIT_OK;
