@@ -318,7 +318,10 @@ static int run_loop(struct daemon *d)
 	int ret;
 
 	while (!stopping) {
-		ret = ring_buffer__poll(d->ring, 200);
+		ret = ring_buffer__poll(d->ring, LOADER_CONSUME_MS);
+		/* records below the wake-up threshold wake nobody */
+		if (ret >= 0)
+			ret = ring_buffer__consume(d->ring);
 		if (ret < 0 && ret != -EINTR) {
 			log_error("reading the ring buffer failed: %s",
 				  strerror(-ret));

@@ -56,6 +56,7 @@ int loader_open(struct loader **out, char *err, size_t err_len)
 			 strerror(-ret));
 		goto fail;
 	}
+	loader->skel->rodata->pgv_wakeup_bytes = LOADER_WAKEUP_BYTES;
 	ret = pgvigil_bpf__load(loader->skel);
 	if (ret) {
 		if (ret == -EPERM || ret == -EACCES)

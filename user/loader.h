@@ -33,6 +33,14 @@ int loader_attach(struct loader *loader, const struct pg_server *server,
 		  size_t err_len);
 
 /* File descriptor of the ring buffer map. */
+/*
+ * The probes wake the reader once this many bytes wait in the ring buffer
+ * (a sixteenth of it), not for every record: the reader must also consume
+ * on a timer, at least every LOADER_CONSUME_MS, for records that stay below.
+ */
+#define LOADER_WAKEUP_BYTES	(1 << 20)
+#define LOADER_CONSUME_MS	50
+
 int loader_ringbuf_fd(const struct loader *loader);
 
 /* Sum of the per-CPU drop counters, by cause. */
