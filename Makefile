@@ -35,7 +35,8 @@ DEPS := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libssl-dev \
 	postgresql-server-dev-15 postgresql-15-pgaudit prometheus jq \
 	make gcc pkg-config
 
-.PHONY: all deps test unit integration demo clean bench bench-verify fuzz
+.PHONY: all deps test unit integration demo clean bench bench-verify fuzz \
+	microbench
 
 all: pgvigil
 
@@ -76,8 +77,21 @@ demo: deps
 	$(MAKE) pgvigil
 	tools/demo
 
-bench: pgvigil
+bench: pgvigil $(BUILD)/pgv-microbench
+	$(BUILD)/pgv-microbench
 	tools/bench
+
+# The user-space path alone, on synthetic records (tools/microbench/): the
+# monitor and what it calls, with a fixed catalog instead of catalog.o.
+MICROBENCH_OBJS := $(filter-out $(BUILD)/user/catalog.o $(BUILD)/user/main.o \
+		   $(BUILD)/user/daemon.o $(BUILD)/user/demo.o,$(LIB_OBJS))
+
+$(BUILD)/pgv-microbench: tools/microbench/microbench.c \
+			 tools/microbench/catalog_fixed.c $(MICROBENCH_OBJS)
+	$(CC) $(CFLAGS) -Itools/microbench -o $@ $(filter %.c %.o,$^) $(LDLIBS)
+
+microbench: $(BUILD)/pgv-microbench
+	$(BUILD)/pgv-microbench
 
 clean:
 	rm -rf $(BUILD) pgvigil
