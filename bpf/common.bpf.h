@@ -192,15 +192,22 @@ static __always_inline void pgv_fill_header(struct pgv_header *hdr, __u16 type,
  */
 static __always_inline void pgv_send(void *record, __u64 size)
 {
-	__u64 flags = 0;
+	__u64 flags = 0, waiting;
 
 	asm volatile("" : "+r"(size));
 	if (size > sizeof(union pgv_scratch))
 		size = sizeof(union pgv_scratch);
-	if (pgv_wakeup_bytes)
-		flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + size >=
-				pgv_wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-						 : BPF_RB_NO_WAKEUP;
+	/*
+	 * Wake once, on crossing the threshold: forcing a wake-up for every
+	 * record above it re-raised the irq_work until the reader ran, which
+	 * on two busy CPUs cost as much as waking for every record.
+	 */
+	if (pgv_wakeup_bytes) {
+		waiting = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+		flags = waiting < pgv_wakeup_bytes &&
+			waiting + size >= pgv_wakeup_bytes
+				? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	}
 	if (bpf_ringbuf_output(&events, record, size, flags))
 		pgv_count_drop(PGV_DROP_RINGBUF_FULL);
 }
