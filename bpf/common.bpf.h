@@ -33,7 +33,7 @@ struct pgv_backend {
 	__u32 depth;		/* frames on the stack, kept or not */
 	__u32 kept;		/* frames in frames[] */
 	__u32 session_sent;
-	__u32 pad;
+	__u32 sent_in_xact;	/* a record since the last transaction end */
 	struct pgv_frame frames[PGV_STACK_MAX];
 };
 
@@ -55,6 +55,19 @@ union pgv_scratch {
 const volatile __u64 pgv_wakeup_bytes = 0;
 #else
 extern const volatile __u64 pgv_wakeup_bytes;
+#endif
+
+/*
+ * Skip what no rule can use: a SELECT that writes no relation, and the
+ * boundaries of a transaction that sent nothing else. The monitor ignores
+ * both; sending them was most of the cost under read-only load. Off by
+ * default, since a record of every statement (statement counts, a flight
+ * recorder) needs them. Set before load.
+ */
+#ifdef PGV_DEFINE_MAPS
+const volatile __u32 pgv_skip_reads = 0;
+#else
+extern const volatile __u32 pgv_skip_reads;
 #endif
 
 PGV_MAP struct {
@@ -174,6 +187,7 @@ static __always_inline void pgv_fill_header(struct pgv_header *hdr, __u16 type,
 	hdr->ppid = BPF_CORE_READ(task, real_parent, tgid);
 	hdr->uid = (__u32)bpf_get_current_uid_gid();
 	hdr->seq = ++backend->seq;
+	backend->sent_in_xact = 1;
 	hdr->time_ns = bpf_ktime_get_ns();
 	hdr->cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(hdr->comm, sizeof(hdr->comm));

@@ -92,6 +92,22 @@ static __always_inline void read_result_rels(struct pgv_exec_event *record,
 	}
 }
 
+/* A SELECT that writes nothing: no result relation, no modifying CTE. */
+static __always_inline bool plain_read(const void *query_desc,
+				       const struct pg_layout *layout)
+{
+	const void *plannedstmt;
+	__u8 cte = 1;
+
+	if (pgv_read_u32(query_desc + layout->qd_operation) != 1)
+		return false;
+	plannedstmt = (void *)pgv_read_ptr(query_desc + layout->qd_plannedstmt);
+	if (!plannedstmt)
+		return false;
+	bpf_probe_read_user(&cte, 1, plannedstmt + layout->ps_has_modifying_cte);
+	return !cte && !pgv_read_ptr(plannedstmt + layout->ps_result_relations);
+}
+
 SEC("uprobe")
 int BPF_KPROBE(executor_start, const void *query_desc)
 {
@@ -107,6 +123,8 @@ int BPF_KPROBE(executor_start, const void *query_desc)
 		return 0;
 	backend = pgv_backend_here(ctx);
 	if (!backend)
+		return 0;
+	if (pgv_skip_reads && plain_read(query_desc, layout))
 		return 0;
 	pgv_session_check(ctx, layout, backend);
 	record = pgv_scratch(0);

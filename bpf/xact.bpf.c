@@ -7,6 +7,16 @@
 #include "common.bpf.h"
 #include <bpf/usdt.bpf.h>
 
+/*
+ * With pgv_skip_reads: the monitor ignores starts, and needs an end only
+ * for a transaction that sent something it may hold or act on.
+ */
+static __always_inline bool xact_needed(struct pgv_backend *backend,
+					__u32 kind)
+{
+	return kind != PGV_XACT_START && backend->sent_in_xact;
+}
+
 static __always_inline int xact_event(struct pt_regs *ctx, __u32 kind,
 				      long xid)
 {
@@ -16,10 +26,14 @@ static __always_inline int xact_event(struct pt_regs *ctx, __u32 kind,
 	backend = pgv_backend_here(ctx);
 	if (!backend)
 		return 0;
+	if (pgv_skip_reads && !xact_needed(backend, kind))
+		return 0;
 	record = pgv_scratch(0);
 	if (!record)
 		return 0;
 	pgv_fill_header(&record->hdr, PGV_EV_XACT, backend);
+	if (kind != PGV_XACT_START)
+		backend->sent_in_xact = 0;
 	record->kind = kind;
 	record->local_xid = (__u32)xid;
 	pgv_send(record, sizeof(*record));

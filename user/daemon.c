@@ -38,6 +38,7 @@ struct daemon {
 	const char *listen;
 	pid_t pg_pid;
 	bool unmasked;
+	bool skip_reads;
 	long hold_ms;
 	struct policy *policy;
 	struct feed *feed;
@@ -76,6 +77,10 @@ static void usage(FILE *out)
 		"                     that replaces it on the same data directory)\n"
 		"  --listen ADDR:PORT serve HTTP (metrics, feed) on this address\n"
 		"  --unmasked         print statements with their literal values\n"
+		"  --skip-reads       do not capture read-only statements, nor the\n"
+		"                     boundaries of transactions with nothing\n"
+		"                     else: cheaper under read-heavy load, but\n"
+		"                     statement counts then leave them out\n"
 		"  --hold-ms N        longest wait for a transaction's outcome\n"
 		"                     before a record is sent as in_progress\n"
 		"                     (default 5000)\n"
@@ -93,6 +98,7 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		{ "pg-pid", required_argument, NULL, 'P' },
 		{ "listen", required_argument, NULL, 'l' },
 		{ "unmasked", no_argument, NULL, 'u' },
+		{ "skip-reads", no_argument, NULL, 'R' },
 		{ "hold-ms", required_argument, NULL, 'H' },
 		{ "log-format", required_argument, NULL, 'L' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -126,6 +132,9 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 			break;
 		case 'u':
 			d->unmasked = true;
+			break;
+		case 'R':
+			d->skip_reads = true;
 			break;
 		case 'H':
 			d->hold_ms = strtol(optarg, &end, 10);
@@ -338,6 +347,7 @@ static int run_loop(struct daemon *d)
 static int setup(struct daemon *d)
 {
 	struct monitor_options options = { 0 };
+	struct loader_options loader_options = { .skip_reads = d->skip_reads };
 	enum feed_sync sync = FEED_SYNC_ALWAYS;
 	char err[1024];
 	int ret;
@@ -354,7 +364,7 @@ static int setup(struct daemon *d)
 		return ret;
 	}
 	libbpf_set_print(log_libbpf);
-	ret = loader_open(&d->loader, err, sizeof(err));
+	ret = loader_open_with(&d->loader, &loader_options, err, sizeof(err));
 	if (ret) {
 		log_error("%s", err);
 		return ret;

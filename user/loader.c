@@ -43,6 +43,14 @@ struct probe {
 
 int loader_open(struct loader **out, char *err, size_t err_len)
 {
+	static const struct loader_options defaults = { 0 };
+
+	return loader_open_with(out, &defaults, err, err_len);
+}
+
+int loader_open_with(struct loader **out, const struct loader_options *opts,
+		     char *err, size_t err_len)
+{
 	struct loader *loader = calloc(1, sizeof(*loader));
 	int ret;
 
@@ -57,6 +65,7 @@ int loader_open(struct loader **out, char *err, size_t err_len)
 		goto fail;
 	}
 	loader->skel->rodata->pgv_wakeup_bytes = LOADER_WAKEUP_BYTES;
+	loader->skel->rodata->pgv_skip_reads = opts->skip_reads;
 	ret = pgvigil_bpf__load(loader->skel);
 	if (ret) {
 		if (ret == -EPERM || ret == -EACCES)

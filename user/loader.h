@@ -8,6 +8,7 @@
 #ifndef USER_LOADER_H
 #define USER_LOADER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,6 +23,14 @@ struct loader;
  * message in err that names a missing privilege when that is the cause.
  */
 int loader_open(struct loader **out, char *err, size_t err_len);
+
+struct loader_options {
+	bool skip_reads;	/* see pgv_skip_reads in bpf/common.bpf.h */
+};
+
+/* loader_open with settings the BPF programs take before load. */
+int loader_open_with(struct loader **out, const struct loader_options *opts,
+		     char *err, size_t err_len);
 
 /*
  * Attach every probe to the binaries of 'server' unless already attached.

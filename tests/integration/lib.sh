@@ -75,7 +75,9 @@ pgv_start_monitor()
 	shift 2
 	# the postmaster as it is now: a test may have restarted the server
 	PGV_POSTMASTER=$(head -1 "$PGDATA/postmaster.pid")
-	"$PGV_BIN" run --policy "$policy" --pg-pid "$PGV_POSTMASTER" "$@" \
+	# PGV_MONITOR_ARGS: run a whole suite with a setting (e.g. --skip-reads)
+	# shellcheck disable=SC2086
+	"$PGV_BIN" run --policy "$policy" --pg-pid "$PGV_POSTMASTER" ${PGV_MONITOR_ARGS:-} "$@" \
 		>"$out" 2>"$out.err" &
 	PGV_MONITOR=$!
 	local i

@@ -22,11 +22,13 @@ monetary:
 POLICY
 }
 
-# run_pgbench MODE: start the monitor, run pgbench, stop; prints the figures
+# run_pgbench MODE [monitor args...]: start the monitor, run pgbench, stop;
+# prints the figures
 run_pgbench()
 {
 	local mode=$1 out=$PGV_TMP/feed-$1.out
-	pgv_start_monitor "$PGV_TMP/policy.yaml" "$out"
+	shift
+	pgv_start_monitor "$PGV_TMP/policy.yaml" "$out" "$@"
 	pgbench -n -c 4 -t "$PGBENCH_TX" -M "$mode" bench >"$PGV_TMP/pgbench.log" 2>&1 ||
 		{ cat "$PGV_TMP/pgbench.log" >&2; return 1; }
 	pgv_stop_monitor
@@ -49,4 +51,24 @@ test_pgbench_simple_protocol_yields_exactly_three_records_per_transaction()
 test_pgbench_prepared_protocol_yields_exactly_three_records_per_transaction()
 {
 	run_pgbench prepared
+}
+
+test_pgbench_with_skip_reads_yields_exactly_three_records_per_transaction()
+{
+	run_pgbench simple --skip-reads
+}
+
+# Filtered reads must leave no gap the monitor would report as lost events,
+# and a read-only workload must then send next to nothing.
+test_select_only_with_skip_reads_sends_no_statement()
+{
+	local out=$PGV_TMP/feed-select.out events
+	pgv_start_monitor "$PGV_TMP/policy.yaml" "$out" --skip-reads
+	pgbench -n -S -c 4 -t 250 bench >"$PGV_TMP/pgbench.log" 2>&1 ||
+		{ cat "$PGV_TMP/pgbench.log" >&2; return 1; }
+	pgv_stop_monitor
+	assert_eq "$(grep -c . "$out" || true)" 0 "records"
+	events=$(jq -r 'select(.event == "stats") | .statements' "$out.err")
+	echo "figure: pgbench -S -c 4 -t 250 with --skip-reads: $events statements sent"
+	[ "$events" -lt 100 ] || { echo "expected reads skipped, got $events statements" >&2; return 1; }
 }
