@@ -12,7 +12,7 @@ BUILD := build
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializers \
 	  -Iinclude -I$(BUILD) -Iuser -MMD -MP -D_GNU_SOURCE \
-	  -DPGV_SOURCE_DIR='"$(CURDIR)"'
+	  -I/usr/include/postgresql -DPGV_SOURCE_DIR='"$(CURDIR)"'
 LDLIBS := -lbpf -lelf -lz -lpq -lpg_query -lyaml -ljson-c -lssl -lcrypto \
 	  -lmicrohttpd -lpthread
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -D__BPF__ \

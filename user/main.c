@@ -9,6 +9,8 @@
 #include "version.h"
 
 static const struct cli_command commands[] = {
+	{ "verify", cmd_verify, "verify the ledger's hash chain" },
+	{ "checkpoint", cmd_checkpoint, "check the signatures of a checkpoint file" },
 	{ NULL, NULL, NULL },
 };
 
