@@ -340,6 +340,7 @@ static int checkpoint_check(const char *file, EVP_PKEY *key)
 {
 	struct checkpoint_set set;
 	char err[300];
+	int ret;
 
 	if (access(file, R_OK)) {
 		log_error("cannot read checkpoint file '%s': %s", file,
@@ -357,8 +358,9 @@ static int checkpoint_check(const char *file, EVP_PKEY *key)
 	if (set.count)
 		printf(", last seq %lld", (long long)checkpoint_last(&set)->seq);
 	printf("\n");
+	ret = set.bad_lines ? EXIT_FINDINGS : EXIT_OK;
 	checkpoint_set_free(&set);
-	return set.bad_lines ? EXIT_FINDINGS : EXIT_OK;
+	return ret;
 }
 
 int cmd_checkpoint(int argc, char **argv)
