@@ -78,6 +78,10 @@ demo: deps
 bench: pgvigil
 	tools/bench
 
+# not part of 'make test': builds a 1,000,000-event ledger (minutes)
+bench-verify: pgvigil
+	tools/bench-verify
+
 clean:
 	rm -rf $(BUILD) pgvigil
 
