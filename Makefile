@@ -11,9 +11,8 @@ PG_MAJOR ?= 15
 BUILD := build
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializers \
-	  -Iinclude -I$(BUILD) -Iuser -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql) \
-	  -MMD -MP -D_GNU_SOURCE \
-	  -DPGV_SOURCE_DIR='"$(CURDIR)"'
+	  -Iinclude -I$(BUILD) -Iuser -MMD -MP -D_GNU_SOURCE \
+	  -I/usr/include/postgresql -DPGV_SOURCE_DIR='"$(CURDIR)"'
 LDLIBS := -lbpf -lelf -lz -lpq -lpg_query -lyaml -ljson-c -lssl -lcrypto \
 	  -lmicrohttpd -lpthread
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -D__BPF__ \
@@ -78,6 +77,10 @@ demo: deps
 
 bench: pgvigil
 	tools/bench
+
+# not part of 'make test': builds a 1,000,000-event ledger (minutes)
+bench-verify: pgvigil
+	tools/bench-verify
 
 clean:
 	rm -rf $(BUILD) pgvigil

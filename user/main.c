@@ -11,6 +11,8 @@
 static const struct cli_command commands[] = {
 	{ "run", cmd_run, "attach to PostgreSQL and report violations live" },
 	{ "demo", cmd_demo, "run the live demo on a throwaway server (root)" },
+	{ "verify", cmd_verify, "verify the ledger's hash chain" },
+	{ "checkpoint", cmd_checkpoint, "check the signatures of a checkpoint file" },
 	{ NULL, NULL, NULL },
 };
 
