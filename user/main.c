@@ -9,6 +9,7 @@
 #include "version.h"
 
 static const struct cli_command commands[] = {
+	{ "dump", cmd_dump, "read, verify and request forensic dumps" },
 	{ NULL, NULL, NULL },
 };
 
