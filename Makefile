@@ -89,6 +89,7 @@ clean:
 FUZZ_CC ?= clang
 FUZZ_TIME ?= 60
 FUZZ_CFLAGS := -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined \
+	       -Wall -Wextra -Werror -Wno-missing-field-initializers \
 	       -Iinclude -Iuser -Itests/fuzz -D_GNU_SOURCE
 FUZZ_LIBS := -lz -ljson-c -lssl -lcrypto
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
