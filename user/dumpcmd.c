@@ -145,9 +145,10 @@ static int show_frame(void *arg, uint32_t index, struct json_object *frame)
 		printf("%s\n", json_object_to_json_string_ext(frame,
 						JSON_C_TO_STRING_PLAIN));
 	else if (!strcmp(kind, "dump"))
-		printf("dump: reason %s, host %s, statements %s, policy %s\n"
-		       "counters: %s\n", field(frame, "reason"),
-		       field(frame, "host"), field(frame, "statements"),
+		printf("dump: reason %s, created %s, host %s, statements %s, "
+		       "policy %s\ncounters: %s\n", field(frame, "reason"),
+		       field(frame, "created"), field(frame, "host"),
+		       field(frame, "statements"),
 		       json_object_to_json_string_ext(json_object_object_get(
 				frame, "policy"), JSON_C_TO_STRING_PLAIN),
 		       field(frame, "counters"));

@@ -447,6 +447,20 @@ static int add_source(struct dump_ctx *ctx, const struct dump_source *src)
 	return err;
 }
 
+/* Now as the feed writes times: 2026-12-04T15:00:00.123456Z */
+static struct json_object *wall_time(void)
+{
+	struct timespec ts;
+	char text[80], date[32];
+	struct tm tm;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(text, sizeof(text), "%s.%06ldZ", date, ts.tv_nsec / 1000);
+	return json_object_new_string(text);
+}
+
 static struct json_object *meta_frame(struct dump_ctx *ctx, const char *reason,
 				      uint32_t pid)
 {
@@ -458,6 +472,7 @@ static struct json_object *meta_frame(struct dump_ctx *ctx, const char *reason,
 	json_object_object_add(frame, "format",
 			       json_object_new_int(DUMPFILE_VERSION));
 	json_object_object_add(frame, "reason", json_object_new_string(reason));
+	json_object_object_add(frame, "created", wall_time());
 	json_object_object_add(frame, "host", json_object_new_string(host));
 	json_object_object_add(frame, "monitor_pid",
 			       json_object_new_int64(getpid()));

@@ -4,6 +4,7 @@
  * this test process playing the daemon.
  */
 #include <errno.h>
+#include <ftw.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -22,6 +23,25 @@
 
 static char dir[64];
 static char dumped[4096];
+
+static int remove_entry(const char *path, const struct stat *st, int flag,
+			struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+/* The test's dump directory and everything in it. */
+static int remove_dir(void **state)
+{
+	(void)state;
+	if (dir[0])
+		nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+	dir[0] = 0;
+	return 0;
+}
 
 static const char *mask_all(const char *sql, char *buf, size_t len)
 {
@@ -105,12 +125,14 @@ static void cmd_dump__verify__exit_status_says_intact_or_damaged(void **state)
 	recorder_free(rec);
 }
 
+/* every test removes its dump directory */
+#define T(test) cmocka_unit_test_teardown(test, remove_dir)
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(cmd_dump__request__daemon_writes_dump),
-		cmocka_unit_test(
-			cmd_dump__verify__exit_status_says_intact_or_damaged),
+		T(cmd_dump__request__daemon_writes_dump),
+		T(cmd_dump__verify__exit_status_says_intact_or_damaged),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

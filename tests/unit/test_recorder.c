@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -15,9 +16,29 @@
 
 #include "recorder.h"
 
+static char dir[64];
 static uint64_t fake_now;
 static char last_path[4096];
 static int dumps;
+
+static int remove_entry(const char *path, const struct stat *st, int flag,
+			struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+/* The test's dump directory and everything in it. */
+static int remove_dir(void **state)
+{
+	(void)state;
+	if (dir[0])
+		nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+	dir[0] = 0;
+	return 0;
+}
 
 static uint64_t fake_clock(void)
 {
@@ -45,7 +66,6 @@ static const char *mask_digits(const char *sql, char *buf, size_t len)
 
 static struct recorder *make(const struct dumpfile_key *key, int statements)
 {
-	static char dir[64];
 	struct recorder_config cfg = {
 		.statements = statements, .min_interval_ms = 1000,
 		.directory = dir, .key = key, .mask_fn = mask_digits,
@@ -267,17 +287,19 @@ static void recorder_create__no_key_no_masker__refused(void **state)
 	assert_int_equal(recorder_create(&cfg, &rec), -EINVAL);
 }
 
+/* every test removes its dump directory */
+#define T(test) cmocka_unit_test_teardown(test, remove_dir)
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(
-		recorder_violation__xact_end__dump_holds_before_and_after),
-		cmocka_unit_test(recorder_dump__encrypted__keeps_full_text),
-		cmocka_unit_test(recorder_add__storm__memory_and_dump_bounded),
-		cmocka_unit_test(recorder_violation__within_interval__suppressed),
-		cmocka_unit_test(recorder_request__sigusr1__dumps_at_tick),
-		cmocka_unit_test(recorder_add__pid_reused__starts_afresh),
-		cmocka_unit_test(recorder_create__no_key_no_masker__refused),
+		T(recorder_violation__xact_end__dump_holds_before_and_after),
+		T(recorder_dump__encrypted__keeps_full_text),
+		T(recorder_add__storm__memory_and_dump_bounded),
+		T(recorder_violation__within_interval__suppressed),
+		T(recorder_request__sigusr1__dumps_at_tick),
+		T(recorder_add__pid_reused__starts_afresh),
+		T(recorder_create__no_key_no_masker__refused),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
