@@ -427,6 +427,26 @@ int dumpfile_add(struct dumpfile_writer *w, struct json_object *frame)
 	return err;
 }
 
+/* Make the rename durable: it lives in the directory's data. */
+static int sync_parent(const char *path)
+{
+	char *dir = strdup(path), *slash;
+	int fd, err = 0;
+
+	if (!dir)
+		return -ENOMEM;
+	slash = strrchr(dir, '/');
+	if (slash)
+		*(slash == dir ? slash + 1 : slash) = 0;
+	fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) < 0)
+		err = -errno;
+	if (fd >= 0)
+		close(fd);
+	free(dir);
+	return err;
+}
+
 int dumpfile_seal(struct dumpfile_writer *w, uint8_t seal_hash[32])
 {
 	uint8_t seal[8 + TAG_LEN], hash[32], aad[32 + 8], iv[IV_LEN];
@@ -452,6 +472,8 @@ int dumpfile_seal(struct dumpfile_writer *w, uint8_t seal_hash[32])
 		err = -errno;
 	if (!err && rename(w->tmp_path, w->path))
 		err = -errno;
+	if (!err)
+		err = sync_parent(w->path);
 	if (err) {
 		dumpfile_abort(w);
 		return err;
