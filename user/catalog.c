@@ -26,6 +26,7 @@ struct catalog_db {
 	struct oidmap balances;		/* relid -> catalog_balance */
 	struct oidmap allowed;		/* oid -> (void *)1 */
 	struct oidmap immutable;	/* relid -> (void *)1 */
+	uint32_t events_relid;		/* the hash events table */
 };
 
 struct catalog {
@@ -165,6 +166,9 @@ static int load_relations(struct catalog_db *db, struct oidmap *balance_rels)
 		if (policy_names_match(&policy->balance_columns, rel->schema,
 				       rel->name, NULL))
 			oidmap_put(balance_rels, rel->oid, BOUND);
+		if (policy->hash.enabled &&
+		    !strcmp(rel->qualified, policy->hash.events_table))
+			db->events_relid = rel->oid;
 	}
 	PQclear(res);
 	return 0;
@@ -461,6 +465,11 @@ bool catalog_allowed_function(struct catalog_db *db, uint32_t oid)
 bool catalog_immutable(struct catalog_db *db, uint32_t relid)
 {
 	return oidmap_get(&db->immutable, relid) != NULL;
+}
+
+uint32_t catalog_events_table(struct catalog_db *db)
+{
+	return db->events_relid;
 }
 
 bool catalog_own_backend(struct catalog *catalog, uint32_t pid)

@@ -19,15 +19,21 @@
 
 #include <bpf/libbpf.h>
 
+#include <sys/stat.h>
+
 #include "catalog.h"
 #include "cli.h"
+#include "dumpfile.h"
 #include "discover.h"
 #include "feed.h"
 #include "loader.h"
 #include "log.h"
+#include "mask.h"
 #include "monitor.h"
 #include "pglayout.h"
 #include "policy.h"
+#include "recorder.h"
+#include "verifier.h"
 
 #define MAX_SERVERS 64
 
@@ -44,6 +50,12 @@ struct daemon {
 	struct catalog *catalog;
 	struct monitor *monitor;
 	struct ring_buffer *ring;
+	struct recorder *recorder;
+	struct dumpfile_key dump_key;
+	bool have_dump_key;
+	struct verifier *verifier;
+	const char *pid_file;
+	bool wrote_pid_file;
 	const struct pglayout_version *version;
 	char datadir[PATH_MAX];		/* with --pg-pid: the server's */
 	uint32_t servers[MAX_SERVERS];	/* postmasters attached */
@@ -75,6 +87,8 @@ static void usage(FILE *out)
 		"                     that replaces it on the same data directory)\n"
 		"  --listen ADDR:PORT serve HTTP (metrics, feed) on this address\n"
 		"  --unmasked         print statements with their literal values\n"
+		"  --pid-file FILE    where 'pgvigil dump' finds the daemon\n"
+		"                     (default /run/pgvigil/pgvigil.pid)\n"
 		"  --hold-ms N        longest wait for a transaction's outcome\n"
 		"                     before a record is sent as in_progress\n"
 		"                     (default 5000)\n"
@@ -93,6 +107,7 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		{ "listen", required_argument, NULL, 'l' },
 		{ "unmasked", no_argument, NULL, 'u' },
 		{ "hold-ms", required_argument, NULL, 'H' },
+		{ "pid-file", required_argument, NULL, 'F' },
 		{ "log-format", required_argument, NULL, 'L' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -104,6 +119,7 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 	int opt;
 
 	d->hold_ms = 5000;
+	d->pid_file = "/run/pgvigil/pgvigil.pid";
 	while ((opt = getopt_long(argc, argv, "vh", options, NULL)) != -1) {
 		switch (opt) {
 		case 'p':
@@ -125,6 +141,9 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 			break;
 		case 'u':
 			d->unmasked = true;
+			break;
+		case 'F':
+			d->pid_file = optarg;
 			break;
 		case 'H':
 			d->hold_ms = strtol(optarg, &end, 10);
@@ -324,11 +343,124 @@ static int run_loop(struct daemon *d)
 			return ret;
 		}
 		periodic(d, &last_tick, &last_scan);
+		if (d->recorder)
+			recorder_tick(d->recorder);
 	}
 	/* drain: what the probes sent before the signal is still reported */
 	ring_buffer__consume(d->ring);
 	monitor_flush(d->monitor);
 	return 0;
+}
+
+/* sql masker for unencrypted dumps */
+static const char *mask_for_dump(const char *sql, char *buf, size_t len)
+{
+	enum mask_method method;
+	char *masked = mask_statement(sql, &method);
+
+	if (!masked)
+		return NULL;
+	snprintf(buf, len, "%s", masked);
+	free(masked);
+	return buf;
+}
+
+static void on_dump(void *arg, const struct recorder_dump_result *result)
+{
+	char seal[2 * DUMPFILE_HASH_LEN + 1];
+	int i;
+
+	(void)arg;
+	if (result->error) {
+		log_error("cannot write a %s dump: %s", result->reason,
+			  strerror(-result->error));
+		return;
+	}
+	for (i = 0; i < DUMPFILE_HASH_LEN; i++)
+		sprintf(seal + 2 * i, "%02x", result->seal_hash[i]);
+	log_info("dump '%s' (%s, %llu records) sealed with %s", result->path,
+		 result->reason, (unsigned long long)result->records, seal);
+}
+
+/* The flight recorder, when the policy names a dump directory. */
+static int start_recorder(struct daemon *d)
+{
+	struct recorder_config config = { 0 };
+	const struct policy_dump *dump = &d->policy->dump;
+	int ret;
+
+	if (!dump->directory) {
+		log_info("no dump.directory in the policy: no forensic dumps");
+		return 0;
+	}
+	if (dump->key_file) {
+		ret = dumpfile_key_load(dump->key_file, &d->dump_key);
+		if (ret) {
+			log_error("cannot load the dump key '%s': %s",
+				  dump->key_file, strerror(-ret));
+			return ret;
+		}
+		d->have_dump_key = true;
+	}
+	config.statements = dump->statements;
+	config.min_interval_ms = dump->min_interval_ms;
+	config.directory = dump->directory;
+	config.key = d->have_dump_key ? &d->dump_key : NULL;
+	config.mask_fn = mask_for_dump;
+	config.policy_path = d->policy->path;
+	config.policy_digest = d->policy->digest;
+	config.on_dump = on_dump;
+	ret = recorder_create(&config, &d->recorder);
+	if (ret) {
+		log_error("cannot start the flight recorder: %s", strerror(-ret));
+		return ret;
+	}
+	return recorder_install_sigusr1(d->recorder);
+}
+
+static void write_pid_file(struct daemon *d)
+{
+	char dir[PATH_MAX], *slash;
+	FILE *f;
+
+	snprintf(dir, sizeof(dir), "%s", d->pid_file);
+	slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = 0;
+		mkdir(dir, 0755);
+	}
+	f = fopen(d->pid_file, "w");
+	if (!f) {
+		log_warn("cannot write pid file '%s': %s ('pgvigil dump' will "
+			 "not find this daemon)", d->pid_file, strerror(errno));
+		return;
+	}
+	fprintf(f, "%d\n", getpid());
+	fclose(f);
+	d->wrote_pid_file = true;
+}
+
+static void kick_verifier(void *arg)
+{
+	struct daemon *d = arg;
+
+	if (d->verifier)
+		verifier_kick(d->verifier);
+}
+
+/* Continuous hash verification, when the policy has hash_integrity. */
+static int start_verifier(struct daemon *d)
+{
+	char err[512];
+	int ret;
+
+	if (!d->policy->hash.enabled)
+		return 0;
+	ret = verifier_start(d->policy, d->feed, 0, &d->verifier, err,
+			     sizeof(err));
+	if (ret)
+		log_error("cannot start hash verification: %s", err);
+	return ret;
 }
 
 static int setup(struct daemon *d)
@@ -364,6 +496,12 @@ static int setup(struct daemon *d)
 	options.version = pglayout_find(15);
 	options.unmasked = d->unmasked;
 	options.hold_ns = (uint64_t)d->hold_ms * 1000000;
+	ret = start_recorder(d);
+	if (ret)
+		return ret;
+	options.recorder = d->recorder;
+	options.events_committed = kick_verifier;
+	options.arg = d;
 	ret = monitor_new(&options, &d->monitor);
 	if (ret)
 		return ret;
@@ -376,11 +514,19 @@ static int setup(struct daemon *d)
 		log_error("cannot open the ring buffer: %s", strerror(errno));
 		return -errno;
 	}
-	return 0;
+	write_pid_file(d);
+	return start_verifier(d);
 }
 
 static void teardown(struct daemon *d)
 {
+	verifier_stop(d->verifier);
+	if (d->recorder) {
+		recorder_flush(d->recorder);
+		recorder_free(d->recorder);
+	}
+	if (d->wrote_pid_file)
+		unlink(d->pid_file);
 	ring_buffer__free(d->ring);
 	monitor_free(d->monitor);
 	catalog_close(d->catalog);

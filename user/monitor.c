@@ -23,6 +23,7 @@
 #include "mask.h"
 #include "monitor.h"
 #include "oidmap.h"
+#include "recorder.h"
 
 struct backend {
 	uint32_t pid;
@@ -31,6 +32,8 @@ struct backend {
 	bool has_session;
 	bool reported_unclassified;
 	bool ddl;			/* a utility statement in this xact */
+	bool inserted_events;		/* into the hash events table */
+	uint64_t start_ns;		/* first seen: tells pid reuse apart */
 	char user[PGV_NAME_MAX];
 	char database[PGV_NAME_MAX];
 	char application[PGV_APP_MAX];
@@ -235,6 +238,7 @@ static struct backend *backend_of(struct monitor *monitor,
 		}
 		backend->pid = hdr->pid;
 		backend->ppid = hdr->ppid;
+		backend->start_ns = hdr->time_ns;
 		monitor->stats.backends++;
 	}
 	expected = backend->last_seq + 1;
@@ -276,6 +280,20 @@ static void copy_name(char *dst, const char *src, size_t len)
 	dst[len - 1] = 0;
 }
 
+static struct json_object *session_json(const struct backend *backend);
+
+static void record_session(struct monitor *monitor, struct backend *backend)
+{
+	struct json_object *session;
+
+	if (!monitor->options.recorder)
+		return;
+	session = session_json(backend);
+	recorder_session(monitor->options.recorder, backend->pid,
+			 backend->start_ns, session);
+	json_object_put(session);
+}
+
 static void on_session(struct monitor *monitor, struct backend *backend,
 		       const struct pgv_session_event *event)
 {
@@ -287,6 +305,7 @@ static void on_session(struct monitor *monitor, struct backend *backend,
 		  sizeof(backend->application));
 	format_client(event, backend->client, sizeof(backend->client));
 	backend->has_session = true;
+	record_session(monitor, backend);
 	if (!backend->database[0] || backend->db)
 		return;
 	backend->db = catalog_db(monitor->options.catalog, backend->database,
@@ -446,9 +465,16 @@ static void classify_and_hold(struct monitor *monitor, struct backend *backend,
 {
 	int i;
 
-	for (i = 0; i < n; i++)
-		hold(backend, build_record(monitor, backend, hdr, &found[i], stmt),
-		     hdr->time_ns);
+	for (i = 0; i < n; i++) {
+		struct json_object *record = build_record(monitor, backend, hdr,
+							  &found[i], stmt);
+
+		hold(backend, record, hdr->time_ns);
+		if (monitor->options.recorder)
+			recorder_violation(monitor->options.recorder,
+					   backend->pid, backend->start_ns,
+					   record);
+	}
 }
 
 static struct classify_bindings bindings_of(struct monitor *monitor,
@@ -465,6 +491,61 @@ static struct classify_bindings bindings_of(struct monitor *monitor,
 	return bindings;
 }
 
+static const char *const command_names[8] = {
+	"UNKNOWN", "SELECT", "UPDATE", "INSERT", "DELETE", "MERGE", "UTILITY",
+	"NOTHING",
+};
+
+/*
+ * Give the flight recorder the statement, unmasked: it masks what it writes
+ * unless the dump is encrypted. 'exec' is NULL for a utility statement.
+ */
+static void record_statement(struct monitor *monitor, struct backend *backend,
+			     const struct pgv_header *hdr, const char *text,
+			     const struct pgv_exec_event *exec)
+{
+	struct json_object *record, *rels;
+	char stamp[40];
+	int i;
+
+	if (!monitor->options.recorder)
+		return;
+	record = json_object_new_object();
+	format_time(monitor, hdr->time_ns, stamp, sizeof(stamp));
+	json_object_object_add(record, "time", json_object_new_string(stamp));
+	json_object_object_add(record, "backend_seq",
+			       json_object_new_int64(hdr->seq));
+	json_object_object_add(record, "command", json_object_new_string(
+		exec ? command_names[exec->operation & 7] : "UTILITY"));
+	json_object_object_add(record, "statement", json_object_new_string(text));
+	rels = json_object_new_array();
+	for (i = 0; exec && i < exec->n_result_rels && i < PGV_RESULT_RELS_MAX; i++)
+		json_object_array_add(rels,
+				      json_object_new_int64(exec->rels[i].relid));
+	json_object_object_add(record, "result_relation_oids", rels);
+	json_object_object_add(record, "depth", json_object_new_int64(hdr->depth));
+	if (backend->db)
+		json_object_object_add(record, "function_stack",
+				       function_stack(backend, hdr));
+	recorder_add(monitor->options.recorder, backend->pid, backend->start_ns,
+		     record);
+	json_object_put(record);
+}
+
+/* Inserts into the hash events table wake the verifier at commit. */
+static void note_event_inserts(struct backend *backend,
+			       const struct pgv_exec_event *event)
+{
+	uint32_t events = catalog_events_table(backend->db);
+	int i;
+
+	for (i = 0; events && i < event->n_result_rels &&
+		    i < PGV_RESULT_RELS_MAX; i++)
+		if (event->rels[i].relid == events &&
+		    (event->rels[i].required_perms & ACL_INSERT_BIT))
+			backend->inserted_events = true;
+}
+
 static void on_exec(struct monitor *monitor, struct backend *backend,
 		    const struct pgv_exec_event *event)
 {
@@ -474,8 +555,10 @@ static void on_exec(struct monitor *monitor, struct backend *backend,
 	int n;
 
 	monitor->stats.statements[event->operation & 7]++;
+	record_statement(monitor, backend, &event->hdr, event->text, event);
 	if (!event->n_result_rels || !classifiable(monitor, backend))
 		return;
+	note_event_inserts(backend, event);
 	bindings = bindings_of(monitor, backend);
 	n = classify_exec(&bindings, event, found);
 	if (!n)
@@ -493,6 +576,7 @@ static void on_utility(struct monitor *monitor, struct backend *backend,
 					    event->node_tag);
 
 	monitor->stats.statements[6]++;
+	record_statement(monitor, backend, &event->hdr, event->text, NULL);
 	free(backend->utility_text);
 	backend->utility_text = strndup(event->text, event->text_captured);
 	backend->utility_len = event->text_len;
@@ -534,10 +618,19 @@ static void on_target(struct monitor *monitor, struct backend *backend,
 static void on_xact(struct monitor *monitor, struct backend *backend,
 		    const struct pgv_xact_event *event)
 {
+	bool committed = event->kind == PGV_XACT_COMMIT;
+
 	if (event->kind == PGV_XACT_START)
 		return;
-	release(monitor, backend, event->kind == PGV_XACT_COMMIT
-					  ? "committed" : "rolled_back");
+	release(monitor, backend, committed ? "committed" : "rolled_back");
+	if (monitor->options.recorder)
+		recorder_xact_end(monitor->options.recorder, backend->pid,
+				  backend->start_ns,
+				  committed ? "committed" : "aborted");
+	if (backend->inserted_events && committed &&
+	    monitor->options.events_committed)
+		monitor->options.events_committed(monitor->options.arg);
+	backend->inserted_events = false;
 	if (backend->ddl && event->kind == PGV_XACT_COMMIT && backend->db &&
 	    catalog_invalidate(backend->db))
 		log_warn("cannot refresh the catalog of '%s' after DDL",
@@ -549,6 +642,9 @@ static void on_backend_exit(struct monitor *monitor, struct backend *backend)
 {
 	/* the server rolls back what an exiting backend left open */
 	release(monitor, backend, "rolled_back");
+	if (monitor->options.recorder)
+		recorder_backend_exit(monitor->options.recorder, backend->pid,
+				      backend->start_ns);
 	free_backend(oidmap_remove(&monitor->backends, backend->pid));
 }
 
