@@ -25,6 +25,9 @@
 #include "oidmap.h"
 #include "recorder.h"
 
+/* long enough for a committing backend to finish making it visible */
+#define DDL_SETTLE_NS (200 * 1000000ULL)
+
 struct backend {
 	uint32_t pid;
 	uint32_t ppid;
@@ -33,6 +36,13 @@ struct backend {
 	bool reported_unclassified;
 	bool ddl;			/* a utility statement in this xact */
 	bool inserted_events;		/* into the hash events table */
+	/*
+	 * DDL committed, catalog not re-read yet: the commit probe fires
+	 * before the transaction becomes visible to other sessions, so the
+	 * catalog is re-read at the backend's next event (or exit), which
+	 * comes after, or after a short delay when the backend stays idle.
+	 */
+	uint64_t ddl_committed_ns;
 	uint64_t start_ns;		/* first seen: tells pid reuse apart */
 	char user[PGV_NAME_MAX];
 	char database[PGV_NAME_MAX];
@@ -631,11 +641,20 @@ static void on_xact(struct monitor *monitor, struct backend *backend,
 	    monitor->options.events_committed)
 		monitor->options.events_committed(monitor->options.arg);
 	backend->inserted_events = false;
-	if (backend->ddl && event->kind == PGV_XACT_COMMIT && backend->db &&
-	    catalog_invalidate(backend->db))
+	if (backend->ddl && committed && backend->db)
+		backend->ddl_committed_ns = event->hdr.time_ns;
+	backend->ddl = false;
+}
+
+/* Re-read the catalog after DDL this backend committed, if still due. */
+static void refresh_after_ddl(struct backend *backend)
+{
+	if (!backend->ddl_committed_ns)
+		return;
+	backend->ddl_committed_ns = 0;
+	if (backend->db && catalog_invalidate(backend->db))
 		log_warn("cannot refresh the catalog of '%s' after DDL",
 			 backend->database);
-	backend->ddl = false;
 }
 
 static void on_backend_exit(struct monitor *monitor, struct backend *backend)
@@ -692,6 +711,7 @@ int monitor_handle(struct monitor *monitor, const void *data, size_t size)
 	backend = backend_of(monitor, hdr);
 	if (!backend)
 		return 0;
+	refresh_after_ddl(backend);
 	switch (hdr->type) {
 	case PGV_EV_EXEC: {
 		const struct pgv_exec_event *e = data;
@@ -757,6 +777,9 @@ void monitor_tick(struct monitor *monitor, uint64_t now_ns,
 		if (backend->held &&
 		    now_ns - backend->held_since_ns > monitor->options.hold_ns)
 			release(monitor, backend, "in_progress");
+		if (backend->ddl_committed_ns &&
+		    now_ns - backend->ddl_committed_ns > DDL_SETTLE_NS)
+			refresh_after_ddl(backend);
 	}
 	if (drops)
 		report_drops(monitor, drops, n_drops);

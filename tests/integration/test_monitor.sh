@@ -301,3 +301,18 @@ test_z_feed_ids_are_contiguous_and_no_monitor_records()
 	assert_eq "$(printf '%s\n' "$ids" | awk 'NR > 1 && $1 != prev + 1 { bad = 1 } { prev = $1 } END { print bad + 0 }')" 0 "gaps in ids"
 	assert_eq "$(jq -c 'select(.invariant == "monitor")' "$OUT" | grep -c .)" 0 "monitor records"
 }
+
+# The commit probe fires before a transaction is visible to other sessions;
+# a catalog re-read at that moment saw the old names (seen intermittently
+# under load). Many renames in a row make that race likely to show.
+test_catalog_follows_many_committed_renames()
+{
+	local i r name=accounts
+	for i in $(seq 1 12); do
+		psql -X -q -d bank -c "ALTER TABLE $name RENAME TO acc_$i" >/dev/null
+		name=acc_$i
+		r=$(records_of "UPDATE $name SET balance = $i WHERE account = 'bob'")
+		assert_eq "$(fields "$r" .relation)" "public.$name" "relation after rename $i"
+	done
+	pgv_psql -d bank -c "ALTER TABLE $name RENAME TO accounts"
+}
