@@ -16,5 +16,6 @@ struct cli_command {
 
 int cmd_run(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_feed(int argc, char **argv);
 
 #endif /* USER_CLI_H */

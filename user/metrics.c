@@ -206,7 +206,8 @@ static bool op_fits(enum metric_type type, enum update_op op, double value)
 		return false;
 	switch (type) {
 	case TYPE_COUNTER:
-		return op == OP_ADD && value >= 0;
+		/* set mirrors a total kept elsewhere (the feed's bytes) */
+		return op != OP_OBSERVE && value >= 0;
 	case TYPE_GAUGE:
 		return op != OP_OBSERVE;
 	case TYPE_HISTOGRAM:
@@ -229,6 +230,9 @@ static void update(enum metric_id id, enum update_op op, double value,
 		values[i] = va_arg(args, const char *);
 	pthread_mutex_lock(&registry_lock);
 	s = registry_live ? series_get(id, values) : NULL;
+	if (s && op == OP_SET && families[id].type == TYPE_COUNTER &&
+	    value < s->value)
+		s = NULL;
 	if (s && op == OP_ADD)
 		s->value += value;
 	else if (s && op == OP_SET)

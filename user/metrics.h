@@ -65,8 +65,10 @@ void metrics_free(void);
  * Updates. The variadic arguments are the family's label values, as
  * 'const char *', exactly as many as the family has label names (see the
  * enum). NULL label values are rendered empty. Updates of the wrong type
- * for the family (observe on a counter, add of a negative to a counter)
- * are ignored: a metric must never take the daemon down.
+ * for the family (observe on a counter, add of a negative to a counter, a
+ * set that would make a counter go down) are ignored: a metric must never
+ * take the daemon down. metrics_set on a counter mirrors a total that
+ * another module keeps (the feed's journal bytes).
  */
 void metrics_inc(enum metric_id id, ...);
 void metrics_add(enum metric_id id, double value, ...);
