@@ -62,7 +62,7 @@ $(BUILD)/bpf $(BUILD)/user $(BUILD)/tests:
 deps:
 	tools/install-deps $(DEPS)
 
-unit: $(UNIT_BINS)
+unit: pgvigil $(UNIT_BINS)
 	tests/run-unit $(UNIT_BINS)
 
 integration: pgvigil

@@ -397,9 +397,15 @@ static void http_tls__client_certificates__only_the_ca_s_accepted(void **state)
 				      .tls_client_ca = ca };
 	struct http_config config = { .policy = &policy };
 	struct http_server *server;
+	struct feed *feed;
 	uint16_t port;
 
 	(void)state;
+	assert_int_equal(feed_open(NULL, FEED_SYNC_NEVER, false, &feed, cert,
+				   sizeof(cert)), 0);
+	emit(feed, "monetary", "alice");
+	emit(feed, "monetary", "bob");
+	config.feed = feed;
 	make_test_ca();
 	snprintf(cert, sizeof(cert), "%s/server.crt", tmpdir);
 	snprintf(key, sizeof(key), "%s/server.key", tmpdir);
@@ -413,7 +419,17 @@ static void http_tls__client_certificates__only_the_ca_s_accepted(void **state)
 			 401);
 	/* plain HTTP to a TLS port gets no answer */
 	assert_int_equal(get(port, "/healthz", NULL, NULL), 0);
+	/* pgvigil's own client: replay over mTLS, refused without a cert */
+	assert_int_equal(sh("cd '%s' && " PGV_SOURCE_DIR "/pgvigil feed --url "
+			    "https://127.0.0.1:%u --since 0 --cacert ca.crt "
+			    "--cert client.crt --key client.key > out 2>/dev/null"
+			    " && test $(grep -c '^{\"id\":' out) = 2",
+			    tmpdir, port), 0);
+	assert_int_not_equal(sh("cd '%s' && " PGV_SOURCE_DIR "/pgvigil feed "
+				"--url https://127.0.0.1:%u --since 0 --cacert "
+				"ca.crt >/dev/null 2>&1", tmpdir, port), 0);
 	http_stop(server);
+	feed_close(feed);
 }
 
 int main(void)
