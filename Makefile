@@ -11,7 +11,8 @@ PG_MAJOR ?= 15
 BUILD := build
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializers \
-	  -Iinclude -I$(BUILD) -Iuser -MMD -MP -D_GNU_SOURCE \
+	  -Iinclude -I$(BUILD) -Iuser -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql) \
+	  -MMD -MP -D_GNU_SOURCE \
 	  -DPGV_SOURCE_DIR='"$(CURDIR)"'
 LDLIBS := -lbpf -lelf -lz -lpq -lpg_query -lyaml -ljson-c -lssl -lcrypto \
 	  -lmicrohttpd -lgnutls -lpthread
@@ -30,7 +31,7 @@ FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 
 DEPS := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libssl-dev \
 	libcmocka-dev libpq-dev libpg-query-dev libyaml-dev libjson-c-dev \
-	libmicrohttpd-dev libgnutls28-dev libkrb5-dev postgresql-15 postgresql-contrib \
+	libmicrohttpd-dev libgnutls28-dev libkrb5-dev libprotobuf-c-dev postgresql-15 postgresql-contrib \
 	postgresql-server-dev-15 postgresql-15-pgaudit prometheus jq \
 	make gcc pkg-config
 

@@ -17,7 +17,7 @@ static __always_inline int pgv_push(struct pt_regs *ctx, __u32 fn_oid)
 {
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
 	struct pgv_backend *backend = pgv_backend_get(pid);
-	__u64 sp = PT_REGS_SP(ctx);
+	__u64 sp = PT_REGS_SP_CORE(ctx);
 	__u32 kept;
 
 	if (!backend)
@@ -46,7 +46,7 @@ static __always_inline int pgv_pop(struct pt_regs *ctx)
 		return 0;
 	kept = backend->kept;
 	/* at return the stack pointer is above the entry's */
-	pgv_stack_unwind(backend, PT_REGS_SP(ctx));
+	pgv_stack_unwind(backend, PT_REGS_SP_CORE(ctx));
 	if (backend->kept == kept && backend->depth > kept)
 		backend->depth -= 1;
 	return 0;
@@ -58,7 +58,7 @@ static __always_inline int pgv_unwind_here(struct pt_regs *ctx)
 	struct pgv_backend *backend = bpf_map_lookup_elem(&backends, &pid);
 
 	if (backend)
-		pgv_stack_unwind(backend, PT_REGS_SP(ctx));
+		pgv_stack_unwind(backend, PT_REGS_SP_CORE(ctx));
 	return 0;
 }
 
@@ -114,8 +114,9 @@ int BPF_KPROBE(subxact_rollback)
 	return pgv_unwind_here(ctx);
 }
 
-SEC("tracepoint/sched/sched_process_exit")
-int backend_exit(void *ctx)
+/* a BTF tracepoint: needs no tracefs mount, unlike the classic kind */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(backend_exit, struct task_struct *task)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 pid = pid_tgid >> 32;

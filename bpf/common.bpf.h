@@ -172,8 +172,16 @@ static __always_inline void pgv_fill_header(struct pgv_header *hdr, __u16 type,
 		hdr->stack[i] = (__u32)i < kept ? backend->frames[i].fn_oid : 0;
 }
 
+/*
+ * Send the first 'size' bytes of a record held in a scratch slot. The
+ * barrier keeps the compiler from folding the bound into an earlier,
+ * narrower check that the verifier cannot follow.
+ */
 static __always_inline void pgv_send(void *record, __u64 size)
 {
+	asm volatile("" : "+r"(size));
+	if (size > sizeof(union pgv_scratch))
+		size = sizeof(union pgv_scratch);
 	if (bpf_ringbuf_output(&events, record, size, 0))
 		pgv_count_drop(PGV_DROP_RINGBUF_FULL);
 }
@@ -260,8 +268,10 @@ static __always_inline __u32 pgv_read_text(char *text, const char *source,
 		return 0;
 	}
 	copied -= 1;	/* the terminator */
-	if (len && (__u32)len < (__u32)copied)
+	if (len && (__u32)len < (__u32)copied) {
 		copied = len;
+		text[copied & (PGV_TEXT_MAX - 1)] = 0;
+	}
 	*full = copied;
 	if (copied == PGV_TEXT_MAX - 1 && (!len || len > copied)) {
 		*flags |= PGV_F_TEXT_TRUNCATED;
@@ -283,7 +293,7 @@ static __always_inline void pgv_session_check(struct pt_regs *ctx,
 					      const struct pg_layout *layout,
 					      struct pgv_backend *backend)
 {
-	__u64 bias = PT_REGS_IP(ctx) - PGV_COOKIE_VADDR(bpf_get_attach_cookie(ctx));
+	__u64 bias = PT_REGS_IP_CORE(ctx) - PGV_COOKIE_VADDR(bpf_get_attach_cookie(ctx));
 	struct pgv_session_event *record;
 	__u64 port, app;
 
@@ -326,6 +336,6 @@ static __always_inline struct pgv_backend *pgv_backend_here(struct pt_regs *ctx)
 
 	backend = pgv_backend_get(bpf_get_current_pid_tgid() >> 32);
 	if (backend)
-		pgv_stack_unwind(backend, PT_REGS_SP(ctx));
+		pgv_stack_unwind(backend, PT_REGS_SP_CORE(ctx));
 	return backend;
 }

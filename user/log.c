@@ -143,7 +143,7 @@ void log_event(const char *name, const char *fields_json)
 	write_line(line, n < (int)sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
 
-int log_libbpf(int level, const char *fmt, va_list args)
+int log_libbpf(enum libbpf_print_level level, const char *fmt, va_list args)
 {
 	enum log_level ours;
 

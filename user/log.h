@@ -10,6 +10,8 @@
 #include <stdarg.h>
 #include <stdbool.h>
 
+#include <bpf/libbpf.h>
+
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 enum log_format { LOG_FORMAT_AUTO, LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
 
@@ -35,7 +37,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
 void log_event(const char *name, const char *fields_json);
 
 /* libbpf print callback: routes its messages through log_msg. */
-int log_libbpf(int level, const char *fmt, va_list args);
+int log_libbpf(enum libbpf_print_level level, const char *fmt, va_list args);
 
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)

@@ -9,6 +9,7 @@
 #include "version.h"
 
 static const struct cli_command commands[] = {
+	{ "run", cmd_run, "attach to PostgreSQL and report violations live" },
 	{ "feed", cmd_feed, "print the live violation feed of a running monitor" },
 	{ NULL, NULL, NULL },
 };

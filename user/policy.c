@@ -244,7 +244,7 @@ bool policy_names_match(const struct policy_names *names, const char *schema,
 		if (!policy_glob(name->schema, schema) ||
 		    !policy_glob(name->object, object))
 			continue;
-		if (name->column && (!column || !policy_glob(name->column, column)))
+		if (name->column && column && !policy_glob(name->column, column))
 			continue;
 		return true;
 	}

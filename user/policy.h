@@ -96,7 +96,10 @@ int policy_parse_name(const char *text, bool with_column,
 /* Shell-style match where '*' stands for any run of characters. */
 bool policy_glob(const char *pattern, const char *text);
 
-/* Does 'name' (schema, object, column or NULL) match an entry of 'names'? */
+/*
+ * Does an entry of 'names' match? With 'column' NULL, only the schema and
+ * object parts are compared (does the table hold a protected column?).
+ */
 bool policy_names_match(const struct policy_names *names, const char *schema,
 			const char *object, const char *column);
 

@@ -15,12 +15,7 @@
 #ifdef __BPF__
 /* vmlinux.h provides the fixed-width types */
 #else
-#include <stdint.h>
-typedef uint8_t __u8;
-typedef uint16_t __u16;
-typedef uint32_t __u32;
-typedef uint64_t __u64;
-typedef int64_t __s64;
+#include <linux/types.h>
 #endif
 
 #define PGV_MAX_LAYOUTS 16
@@ -76,7 +71,7 @@ struct pg_layout {
 };
 
 #ifndef __BPF__
-_Static_assert(sizeof(struct pg_layout) == 96, "pg_layout size");
+_Static_assert(sizeof(struct pg_layout) == 104, "pg_layout size");
 #endif
 
 #endif /* PGVIGIL_LAYOUT_H */

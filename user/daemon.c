@@ -1,0 +1,411 @@
+/*
+ * 'pgvigil run': the daemon. The main thread attaches the probes, then
+ * reads the ring buffer and runs the monitor (monitor.c) on each record;
+ * every second it reports probe drops and releases violations held too
+ * long, and every two seconds it looks for new or restarted postmasters.
+ *
+ * Shutdown (SIGINT, SIGTERM): stop polling, drain what the ring buffer
+ * still holds, emit held violations as "in_progress", close the feed, then
+ * detach the probes.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <bpf/libbpf.h>
+
+#include "catalog.h"
+#include "cli.h"
+#include "discover.h"
+#include "feed.h"
+#include "loader.h"
+#include "log.h"
+#include "monitor.h"
+#include "pglayout.h"
+#include "policy.h"
+
+#define MAX_SERVERS 64
+
+struct daemon {
+	const char *policy_path;
+	const char *feed_path;
+	const char *listen;
+	pid_t pg_pid;
+	bool unmasked;
+	long hold_ms;
+	struct policy *policy;
+	struct feed *feed;
+	struct loader *loader;
+	struct catalog *catalog;
+	struct monitor *monitor;
+	struct ring_buffer *ring;
+	const struct pglayout_version *version;
+	char datadir[PATH_MAX];		/* with --pg-pid: the server's */
+	uint32_t servers[MAX_SERVERS];	/* postmasters attached */
+	size_t n_servers;
+};
+
+static volatile sig_atomic_t stopping;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stopping = 1;
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: pgvigil run --policy FILE [OPTIONS]\n\n"
+		"Attach to every running PostgreSQL postmaster (or the one given\n"
+		"by --pg-pid), print one violation record per line on stdout and\n"
+		"append it to the feed journal. Prints {\"event\":\"ready\",...} on\n"
+		"stderr once the probes are attached; exits 0 on SIGINT/SIGTERM\n"
+		"after draining.\n\n"
+		"options:\n"
+		"  --policy FILE      the policy (YAML), required\n"
+		"  --feed FILE        append records to this journal (mode 0600);\n"
+		"                     record ids continue from its last record\n"
+		"  --pg-pid PID       watch only this postmaster (and the server\n"
+		"                     that replaces it on the same data directory)\n"
+		"  --listen ADDR:PORT serve HTTP (metrics, feed) on this address\n"
+		"  --unmasked         print statements with their literal values\n"
+		"  --hold-ms N        longest wait for a transaction's outcome\n"
+		"                     before a record is sent as in_progress\n"
+		"                     (default 5000)\n"
+		"  --log-format FMT   text, json or auto (default: json unless\n"
+		"                     stderr is a terminal)\n"
+		"  -v, --verbose      debug logging, libbpf's included\n"
+		"  -h, --help         this text\n");
+}
+
+static int parse_args(struct daemon *d, int argc, char **argv)
+{
+	static const struct option options[] = {
+		{ "policy", required_argument, NULL, 'p' },
+		{ "feed", required_argument, NULL, 'f' },
+		{ "pg-pid", required_argument, NULL, 'P' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "unmasked", no_argument, NULL, 'u' },
+		{ "hold-ms", required_argument, NULL, 'H' },
+		{ "log-format", required_argument, NULL, 'L' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	enum log_format format = LOG_FORMAT_AUTO;
+	enum log_level level = LOG_INFO;
+	char *end;
+	int opt;
+
+	d->hold_ms = 5000;
+	while ((opt = getopt_long(argc, argv, "vh", options, NULL)) != -1) {
+		switch (opt) {
+		case 'p':
+			d->policy_path = optarg;
+			break;
+		case 'f':
+			d->feed_path = optarg;
+			break;
+		case 'P':
+			d->pg_pid = strtol(optarg, &end, 10);
+			if (*end || d->pg_pid <= 0) {
+				fprintf(stderr, "pgvigil: bad --pg-pid '%s'\n",
+					optarg);
+				return -EINVAL;
+			}
+			break;
+		case 'l':
+			d->listen = optarg;
+			break;
+		case 'u':
+			d->unmasked = true;
+			break;
+		case 'H':
+			d->hold_ms = strtol(optarg, &end, 10);
+			if (*end || d->hold_ms < 0) {
+				fprintf(stderr, "pgvigil: bad --hold-ms '%s'\n",
+					optarg);
+				return -EINVAL;
+			}
+			break;
+		case 'L':
+			if (log_parse_format(optarg, &format)) {
+				fprintf(stderr, "pgvigil: bad --log-format '%s' "
+					"(text, json or auto)\n", optarg);
+				return -EINVAL;
+			}
+			break;
+		case 'v':
+			level = LOG_DEBUG;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(EXIT_OK);
+		default:
+			usage(stderr);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "pgvigil: unexpected argument '%s'\n",
+			argv[optind]);
+		return -EINVAL;
+	}
+	if (!d->policy_path) {
+		fprintf(stderr, "pgvigil: run needs --policy FILE\n");
+		usage(stderr);
+		return -EINVAL;
+	}
+	log_setup(level, format);
+	return 0;
+}
+
+static bool attached_to(const struct daemon *d, pid_t pid)
+{
+	size_t i;
+
+	for (i = 0; i < d->n_servers; i++)
+		if (d->servers[i] == (uint32_t)pid)
+			return true;
+	return false;
+}
+
+/* Attach to one postmaster. Returns 0, or a negative errno (logged). */
+static int attach_server(struct daemon *d, const struct pg_server *server)
+{
+	const struct pglayout_version *version = pglayout_find(server->major);
+	char err[512];
+	int ret;
+
+	if (!version) {
+		log_error("PostgreSQL %u at pid %d ('%s') is not supported "
+			  "(supported: %s); not attaching", server->major,
+			  server->pid, server->datadir, pglayout_supported());
+		return -ENOTSUP;
+	}
+	ret = loader_attach(d->loader, server, version, err, sizeof(err));
+	if (ret < 0) {
+		log_error("%s", err);
+		return ret;
+	}
+	if (!d->version)
+		d->version = version;
+	if (d->n_servers < MAX_SERVERS)
+		d->servers[d->n_servers++] = server->pid;
+	log_info("watching postmaster %d (PostgreSQL %u, data directory '%s', "
+		 "binary '%s')", server->pid, server->major, server->datadir,
+		 server->exe_target);
+	return 0;
+}
+
+/* Forget postmasters that have exited. */
+static void prune_servers(struct daemon *d)
+{
+	size_t i, kept = 0;
+
+	for (i = 0; i < d->n_servers; i++) {
+		if (kill(d->servers[i], 0) && errno == ESRCH) {
+			log_warn("postmaster %u exited", d->servers[i]);
+			continue;
+		}
+		d->servers[kept++] = d->servers[i];
+	}
+	d->n_servers = kept;
+}
+
+/* Look for postmasters not attached yet (new, or restarted). */
+static void rescan(struct daemon *d)
+{
+	struct pg_server *servers;
+	int n, i;
+	size_t before;
+
+	prune_servers(d);
+	before = d->n_servers;
+	n = discover_all(&servers);
+	for (i = 0; i < n; i++) {
+		if (attached_to(d, servers[i].pid))
+			continue;
+		if (d->pg_pid && strcmp(servers[i].datadir, d->datadir))
+			continue;
+		attach_server(d, &servers[i]);
+	}
+	free(servers);
+	if (d->pg_pid && d->n_servers != before)
+		monitor_watch(d->monitor, d->servers, d->n_servers);
+}
+
+static int attach_initial(struct daemon *d)
+{
+	struct pg_server server;
+	char why[512];
+	int ret;
+
+	if (!d->pg_pid) {
+		rescan(d);
+		if (!d->n_servers)
+			log_warn("no running PostgreSQL server found yet; "
+				 "watching for one");
+		return 0;
+	}
+	ret = discover_one(d->pg_pid, &server, why, sizeof(why));
+	if (ret) {
+		log_error("%s", why);
+		return ret;
+	}
+	snprintf(d->datadir, sizeof(d->datadir), "%s", server.datadir);
+	ret = attach_server(d, &server);
+	if (!ret)
+		monitor_watch(d->monitor, d->servers, d->n_servers);
+	return ret;
+}
+
+static int on_record(void *ctx, void *data, size_t size)
+{
+	return monitor_handle(ctx, data, size);
+}
+
+static void announce_ready(const struct daemon *d)
+{
+	char fields[1024];
+	size_t i, n;
+
+	n = snprintf(fields, sizeof(fields), "\"probes\":%zu,\"postmasters\":[",
+		     loader_probe_count(d->loader));
+	for (i = 0; i < d->n_servers && n < sizeof(fields) - 16; i++)
+		n += snprintf(fields + n, sizeof(fields) - n, "%s%u",
+			      i ? "," : "", d->servers[i]);
+	snprintf(fields + n, sizeof(fields) - n, "]");
+	log_event("ready", fields);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void periodic(struct daemon *d, uint64_t *last_tick,
+		     uint64_t *last_scan)
+{
+	uint64_t drops[PGV_DROP_CAUSES], now = now_ns();
+
+	if (now - *last_tick >= 1000000000ULL) {
+		*last_tick = now;
+		if (loader_read_drops(d->loader, drops))
+			monitor_tick(d->monitor, now, NULL, 0);
+		else
+			monitor_tick(d->monitor, now, drops, PGV_DROP_CAUSES);
+	}
+	if (now - *last_scan >= 2000000000ULL) {
+		*last_scan = now;
+		rescan(d);
+	}
+}
+
+static int run_loop(struct daemon *d)
+{
+	uint64_t last_tick = now_ns(), last_scan = last_tick;
+	int ret;
+
+	while (!stopping) {
+		ret = ring_buffer__poll(d->ring, 200);
+		if (ret < 0 && ret != -EINTR) {
+			log_error("reading the ring buffer failed: %s",
+				  strerror(-ret));
+			return ret;
+		}
+		periodic(d, &last_tick, &last_scan);
+	}
+	/* drain: what the probes sent before the signal is still reported */
+	ring_buffer__consume(d->ring);
+	monitor_flush(d->monitor);
+	return 0;
+}
+
+static int setup(struct daemon *d)
+{
+	struct monitor_options options = { 0 };
+	enum feed_sync sync = FEED_SYNC_ALWAYS;
+	char err[1024];
+	int ret;
+
+	ret = policy_load(d->policy_path, &d->policy, err, sizeof(err));
+	if (ret) {
+		log_error("%s", err);
+		return ret;
+	}
+	feed_parse_sync(d->policy->journal.fsync, &sync);
+	ret = feed_open(d->feed_path, sync, true, &d->feed, err, sizeof(err));
+	if (ret) {
+		log_error("%s", err);
+		return ret;
+	}
+	libbpf_set_print(log_libbpf);
+	ret = loader_open(&d->loader, err, sizeof(err));
+	if (ret) {
+		log_error("%s", err);
+		return ret;
+	}
+	ret = catalog_open(d->policy, &d->catalog);
+	if (ret)
+		return ret;
+	options.policy = d->policy;
+	options.feed = d->feed;
+	options.catalog = d->catalog;
+	options.version = pglayout_find(15);
+	options.unmasked = d->unmasked;
+	options.hold_ns = (uint64_t)d->hold_ms * 1000000;
+	ret = monitor_new(&options, &d->monitor);
+	if (ret)
+		return ret;
+	ret = attach_initial(d);
+	if (ret)
+		return ret;
+	d->ring = ring_buffer__new(loader_ringbuf_fd(d->loader), on_record,
+				   d->monitor, NULL);
+	if (!d->ring) {
+		log_error("cannot open the ring buffer: %s", strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+static void teardown(struct daemon *d)
+{
+	ring_buffer__free(d->ring);
+	monitor_free(d->monitor);
+	catalog_close(d->catalog);
+	feed_close(d->feed);
+	loader_close(d->loader);
+	policy_free(d->policy);
+}
+
+int cmd_run(int argc, char **argv)
+{
+	struct daemon d = { 0 };
+	struct sigaction sa = { .sa_handler = on_signal };
+	int ret;
+
+	if (parse_args(&d, argc, argv))
+		return EXIT_ERROR;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	ret = setup(&d);
+	if (!ret) {
+		announce_ready(&d);
+		ret = run_loop(&d);
+	}
+	teardown(&d);
+	return ret ? EXIT_ERROR : EXIT_OK;
+}

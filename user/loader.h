@@ -1,0 +1,47 @@
+/*
+ * Loading the BPF programs and attaching them to servers. Probes attach to
+ * the inode a postmaster actually runs (through /proc/PID/exe, and
+ * plpgsql.so through /proc/PID/root), once per distinct binary: backends are
+ * forked from the postmaster and share its probes, and servers that run the
+ * same binary share one set. Used from the daemon's main thread only.
+ */
+#ifndef USER_LOADER_H
+#define USER_LOADER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "discover.h"
+#include "pglayout.h"
+#include "pgvigil/events.h"
+
+struct loader;
+
+/*
+ * Open and load the BPF object. Returns 0, or a negative errno with a
+ * message in err that names a missing privilege when that is the cause.
+ */
+int loader_open(struct loader **out, char *err, size_t err_len);
+
+/*
+ * Attach every probe to the binaries of 'server' unless already attached.
+ * Returns 1 when new probes were attached, 0 when the binary was already
+ * covered, or a negative errno with a message in err.
+ */
+int loader_attach(struct loader *loader, const struct pg_server *server,
+		  const struct pglayout_version *version, char *err,
+		  size_t err_len);
+
+/* File descriptor of the ring buffer map. */
+int loader_ringbuf_fd(const struct loader *loader);
+
+/* Sum of the per-CPU drop counters, by cause. */
+int loader_read_drops(const struct loader *loader,
+		      uint64_t drops[PGV_DROP_CAUSES]);
+
+/* Probes attached so far. */
+size_t loader_probe_count(const struct loader *loader);
+
+void loader_close(struct loader *loader);
+
+#endif /* USER_LOADER_H */

@@ -1,0 +1,687 @@
+/*
+ * Event processing, see monitor.h.
+ *
+ * Violations are held per backend until the transaction ends, so that each
+ * record carries the outcome: "committed" or "rolled_back" (from the
+ * server's transaction probes; a backend that exits inside a transaction is
+ * rolled back by the server), or "in_progress" when the transaction is still
+ * open after hold_ns or at shutdown.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+
+#include <json-c/json.h>
+
+#include "classify.h"
+#include "log.h"
+#include "mask.h"
+#include "monitor.h"
+#include "oidmap.h"
+
+struct backend {
+	uint32_t pid;
+	uint32_t ppid;
+	uint64_t last_seq;
+	bool has_session;
+	bool reported_unclassified;
+	bool ddl;			/* a utility statement in this xact */
+	char user[PGV_NAME_MAX];
+	char database[PGV_NAME_MAX];
+	char application[PGV_APP_MAX];
+	char client[96];
+	struct catalog_db *db;
+	struct json_object *held;	/* records awaiting the outcome */
+	uint64_t held_since_ns;
+	char *utility_text;		/* the last utility statement */
+	uint32_t utility_len;
+	bool utility_truncated;
+};
+
+struct monitor {
+	struct monitor_options options;
+	struct oidmap backends;
+	uint32_t *watched;
+	size_t n_watched;
+	int64_t realtime_offset_ns;
+	uint64_t last_drops[PGV_DROP_CAUSES];
+	struct monitor_stats stats;
+};
+
+static const char *const drop_causes[PGV_DROP_CAUSES] = {
+	[PGV_DROP_RINGBUF_FULL] = "ring_buffer_full",
+	[PGV_DROP_NO_BACKEND] = "backend_table_full",
+	[PGV_DROP_READ_FAILED] = "server_read_failed",
+	[PGV_DROP_NO_LAYOUT] = "no_layout",
+	[PGV_DROP_STACK_OVERFLOW] = "function_stack_overflow",
+};
+
+static int64_t clock_ns(clockid_t clock)
+{
+	struct timespec ts;
+
+	clock_gettime(clock, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int monitor_new(const struct monitor_options *options, struct monitor **out)
+{
+	struct monitor *monitor = calloc(1, sizeof(*monitor));
+
+	if (!monitor)
+		return -ENOMEM;
+	monitor->options = *options;
+	monitor->realtime_offset_ns = clock_ns(CLOCK_REALTIME) -
+				      clock_ns(CLOCK_MONOTONIC);
+	*out = monitor;
+	return 0;
+}
+
+void monitor_watch(struct monitor *monitor, const uint32_t *pids, size_t n)
+{
+	free(monitor->watched);
+	monitor->watched = NULL;
+	monitor->n_watched = 0;
+	if (!n)
+		return;
+	monitor->watched = malloc(n * sizeof(*pids));
+	if (!monitor->watched)
+		return;
+	memcpy(monitor->watched, pids, n * sizeof(*pids));
+	monitor->n_watched = n;
+}
+
+static bool watched(const struct monitor *monitor, uint32_t ppid)
+{
+	size_t i;
+
+	if (!monitor->watched)
+		return true;
+	for (i = 0; i < monitor->n_watched; i++)
+		if (monitor->watched[i] == ppid)
+			return true;
+	return false;
+}
+
+static void format_time(const struct monitor *monitor, uint64_t mono_ns,
+			char *buf, size_t len)
+{
+	int64_t ns = (int64_t)mono_ns + monitor->realtime_offset_ns;
+	time_t secs = ns / 1000000000;
+	struct tm tm;
+	size_t n;
+
+	gmtime_r(&secs, &tm);
+	n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, len - n, ".%06ldZ", (long)(ns % 1000000000) / 1000);
+}
+
+static void emit(struct monitor *monitor, struct json_object *record)
+{
+	int64_t id = feed_emit(monitor->options.feed, record);
+
+	if (id < 0)
+		log_error("cannot write a violation record: %s",
+			  strerror((int)-id));
+	monitor->stats.violations++;
+	json_object_put(record);
+}
+
+static struct json_object *monitor_record(struct monitor *monitor,
+					  const char *rule)
+{
+	struct json_object *record = json_object_new_object();
+	char stamp[40];
+
+	format_time(monitor, clock_ns(CLOCK_MONOTONIC), stamp, sizeof(stamp));
+	json_object_object_add(record, "time", json_object_new_string(stamp));
+	json_object_object_add(record, "invariant",
+			       json_object_new_string("monitor"));
+	json_object_object_add(record, "rule", json_object_new_string(rule));
+	return record;
+}
+
+void monitor_report(struct monitor *monitor, const char *rule,
+		    struct json_object *detail)
+{
+	struct json_object *record = monitor_record(monitor, rule);
+
+	if (detail)
+		json_object_object_add(record, "detail", detail);
+	emit(monitor, record);
+}
+
+static void report_backend(struct monitor *monitor, const char *rule,
+			   const struct backend *backend, const char *key,
+			   int64_t value, const char *reason)
+{
+	struct json_object *detail = json_object_new_object();
+
+	json_object_object_add(detail, "pid",
+			       json_object_new_int64(backend->pid));
+	if (key)
+		json_object_object_add(detail, key, json_object_new_int64(value));
+	if (reason)
+		json_object_object_add(detail, "reason",
+				       json_object_new_string(reason));
+	if (backend->database[0])
+		json_object_object_add(detail, "database",
+				       json_object_new_string(backend->database));
+	monitor_report(monitor, rule, detail);
+}
+
+/* Emit every held record of 'backend' with 'outcome'. */
+static void release(struct monitor *monitor, struct backend *backend,
+		    const char *outcome)
+{
+	size_t i, n;
+
+	if (!backend->held)
+		return;
+	n = json_object_array_length(backend->held);
+	for (i = 0; i < n; i++) {
+		struct json_object *record =
+			json_object_array_get_idx(backend->held, i);
+		struct json_object *xact = json_object_new_object();
+
+		json_object_object_add(xact, "outcome",
+				       json_object_new_string(outcome));
+		json_object_object_add(record, "transaction", xact);
+		emit(monitor, json_object_get(record));
+	}
+	json_object_put(backend->held);
+	backend->held = NULL;
+}
+
+static void hold(struct backend *backend, struct json_object *record,
+		 uint64_t now_ns)
+{
+	if (!backend->held) {
+		backend->held = json_object_new_array();
+		backend->held_since_ns = now_ns;
+	}
+	json_object_array_add(backend->held, record);
+}
+
+static void free_backend(void *value)
+{
+	struct backend *backend = value;
+
+	json_object_put(backend->held);
+	free(backend->utility_text);
+	free(backend);
+}
+
+/*
+ * The backend of 'hdr', created on its first event; a sequence gap (events
+ * the kernel side could not send) is reported, naming the backend.
+ */
+static struct backend *backend_of(struct monitor *monitor,
+				  const struct pgv_header *hdr)
+{
+	struct backend *backend = oidmap_get(&monitor->backends, hdr->pid);
+	uint64_t expected;
+
+	if (!backend) {
+		backend = calloc(1, sizeof(*backend));
+		if (!backend || oidmap_put(&monitor->backends, hdr->pid, backend)) {
+			free(backend);
+			return NULL;
+		}
+		backend->pid = hdr->pid;
+		backend->ppid = hdr->ppid;
+		monitor->stats.backends++;
+	}
+	expected = backend->last_seq + 1;
+	if (hdr->seq > expected) {
+		monitor->stats.events_lost += hdr->seq - expected;
+		report_backend(monitor, "events_lost", backend, "lost",
+			       hdr->seq - expected, NULL);
+	}
+	backend->last_seq = hdr->seq;
+	return backend;
+}
+
+static void format_client(const struct pgv_session_event *event, char *buf,
+			  size_t len)
+{
+	const struct sockaddr *sa = (const void *)event->client_addr;
+	char host[INET6_ADDRSTRLEN] = "";
+
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)sa;
+
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		snprintf(buf, len, "%s:%u", host, ntohs(in->sin_port));
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)sa;
+
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		snprintf(buf, len, "[%s]:%u", host, ntohs(in6->sin6_port));
+	} else if (sa->sa_family == AF_UNIX) {
+		snprintf(buf, len, "local");
+	} else {
+		buf[0] = 0;
+	}
+}
+
+static void copy_name(char *dst, const char *src, size_t len)
+{
+	memcpy(dst, src, len);
+	dst[len - 1] = 0;
+}
+
+static void on_session(struct monitor *monitor, struct backend *backend,
+		       const struct pgv_session_event *event)
+{
+	char err[512];
+
+	copy_name(backend->user, event->user, sizeof(backend->user));
+	copy_name(backend->database, event->database, sizeof(backend->database));
+	copy_name(backend->application, event->application,
+		  sizeof(backend->application));
+	format_client(event, backend->client, sizeof(backend->client));
+	backend->has_session = true;
+	if (!backend->database[0] || backend->db)
+		return;
+	backend->db = catalog_db(monitor->options.catalog, backend->database,
+				 err, sizeof(err));
+	if (!backend->db)
+		log_warn("%s", err);
+}
+
+static struct json_object *session_json(const struct backend *backend)
+{
+	struct json_object *session = json_object_new_object();
+
+	json_object_object_add(session, "pid",
+			       json_object_new_int64(backend->pid));
+	json_object_object_add(session, "user",
+			       json_object_new_string(backend->user));
+	json_object_object_add(session, "database",
+			       json_object_new_string(backend->database));
+	json_object_object_add(session, "application",
+			       json_object_new_string(backend->application));
+	json_object_object_add(session, "client",
+			       json_object_new_string(backend->client));
+	return session;
+}
+
+static void add_statement(struct monitor *monitor, struct json_object *record,
+			  const char *text, uint32_t full_len, bool truncated)
+{
+	enum mask_method method = MASK_NORMALIZED;
+	char *masked = NULL;
+
+	if (!monitor->options.unmasked)
+		masked = mask_statement(text, &method);
+	json_object_object_add(record, "statement",
+			       json_object_new_string(masked ? masked : text));
+	if (!monitor->options.unmasked)
+		json_object_object_add(record, "statement_masking",
+				       json_object_new_string(
+					       mask_method_name(method)));
+	if (truncated) {
+		json_object_object_add(record, "statement_truncated",
+				       json_object_new_boolean(1));
+		json_object_object_add(record, "statement_length",
+				       json_object_new_int64(full_len));
+	}
+	free(masked);
+}
+
+static struct json_object *function_stack(struct backend *backend,
+					  const struct pgv_header *hdr)
+{
+	struct json_object *stack = json_object_new_array();
+	__u32 i;
+
+	for (i = 0; i < hdr->stack_len && i < PGV_STACK_MAX; i++)
+		json_object_array_add(stack, json_object_new_string(
+				catalog_function(backend->db, hdr->stack[i])));
+	return stack;
+}
+
+struct statement {
+	const char *text;
+	uint32_t full_len;
+	bool truncated;
+};
+
+static struct json_object *build_record(struct monitor *monitor,
+					struct backend *backend,
+					const struct pgv_header *hdr,
+					const struct finding *f,
+					const struct statement *stmt)
+{
+	const struct catalog_relation *rel = catalog_relation(backend->db,
+							      f->relid);
+	struct json_object *record = json_object_new_object(), *list;
+	char stamp[40], oid[24];
+	int i;
+
+	format_time(monitor, hdr->time_ns, stamp, sizeof(stamp));
+	snprintf(oid, sizeof(oid), "oid:%u", f->relid);
+	json_object_object_add(record, "time", json_object_new_string(stamp));
+	json_object_object_add(record, "invariant", json_object_new_string(
+				       classify_invariant_name(f->invariant)));
+	json_object_object_add(record, "rule", json_object_new_string(f->rule));
+	json_object_object_add(record, "relation", json_object_new_string(
+				       rel ? rel->qualified : oid));
+	json_object_object_add(record, "relation_oid",
+			       json_object_new_int64(f->relid));
+	list = json_object_new_array();
+	for (i = 0; i < f->n_columns; i++)
+		json_object_array_add(list, json_object_new_string(f->columns[i]));
+	json_object_object_add(record, "columns", list);
+	json_object_object_add(record, "command",
+			       json_object_new_string(f->command));
+	if (f->n_detail) {
+		list = json_object_new_array();
+		for (i = 0; i < f->n_detail; i++)
+			json_object_array_add(list,
+					      json_object_new_string(f->detail[i]));
+		json_object_object_add(record, "subcommands", list);
+	}
+	add_statement(monitor, record, stmt->text, stmt->full_len,
+		      stmt->truncated);
+	json_object_object_add(record, "function_stack",
+			       function_stack(backend, hdr));
+	json_object_object_add(record, "depth", json_object_new_int64(hdr->depth));
+	if (hdr->flags & PGV_F_STACK_TRUNCATED)
+		json_object_object_add(record, "function_stack_truncated",
+				       json_object_new_boolean(1));
+	json_object_object_add(record, "session", session_json(backend));
+	json_object_object_add(record, "backend_seq",
+			       json_object_new_int64(hdr->seq));
+	return record;
+}
+
+static const struct catalog_balance *bind_balance(void *arg, uint32_t relid)
+{
+	return catalog_balance(arg, relid);
+}
+
+static bool bind_allowed(void *arg, uint32_t oid)
+{
+	return catalog_allowed_function(arg, oid);
+}
+
+static bool bind_immutable(void *arg, uint32_t relid)
+{
+	return catalog_immutable(arg, relid);
+}
+
+/* Can this backend's statements be classified? Reports once if not. */
+static bool classifiable(struct monitor *monitor, struct backend *backend)
+{
+	char err[512];
+
+	if (!backend->db && backend->database[0])
+		backend->db = catalog_db(monitor->options.catalog,
+					 backend->database, err, sizeof(err));
+	if (backend->db)
+		return true;
+	if (!backend->reported_unclassified) {
+		backend->reported_unclassified = true;
+		report_backend(monitor, "statement_not_classified", backend,
+			       NULL, 0, backend->has_session
+					? "the catalog of its database is unreachable"
+					: "no session context (not a client backend)");
+	}
+	return false;
+}
+
+static void classify_and_hold(struct monitor *monitor, struct backend *backend,
+			      const struct pgv_header *hdr, struct finding *found,
+			      int n, const struct statement *stmt)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		hold(backend, build_record(monitor, backend, hdr, &found[i], stmt),
+		     hdr->time_ns);
+}
+
+static struct classify_bindings bindings_of(struct monitor *monitor,
+					    struct backend *backend)
+{
+	struct classify_bindings bindings = {
+		.balance = bind_balance,
+		.allowed = bind_allowed,
+		.immutable = bind_immutable,
+		.arg = backend->db,
+		.version = monitor->options.version,
+	};
+
+	return bindings;
+}
+
+static void on_exec(struct monitor *monitor, struct backend *backend,
+		    const struct pgv_exec_event *event)
+{
+	struct finding found[CLASSIFY_FINDINGS_MAX];
+	struct classify_bindings bindings;
+	struct statement stmt;
+	int n;
+
+	monitor->stats.statements[event->operation & 7]++;
+	if (!event->n_result_rels || !classifiable(monitor, backend))
+		return;
+	bindings = bindings_of(monitor, backend);
+	n = classify_exec(&bindings, event, found);
+	if (!n)
+		return;
+	stmt.text = event->text;
+	stmt.full_len = event->text_len;
+	stmt.truncated = event->hdr.flags & PGV_F_TEXT_TRUNCATED;
+	classify_and_hold(monitor, backend, &event->hdr, found, n, &stmt);
+}
+
+static void on_utility(struct monitor *monitor, struct backend *backend,
+		       const struct pgv_utility_event *event)
+{
+	const char *tag = pglayout_tag_name(monitor->options.version,
+					    event->node_tag);
+
+	monitor->stats.statements[6]++;
+	free(backend->utility_text);
+	backend->utility_text = strndup(event->text, event->text_captured);
+	backend->utility_len = event->text_len;
+	backend->utility_truncated = event->hdr.flags & PGV_F_TEXT_TRUNCATED;
+	/* statements that cannot change the catalog */
+	if (tag && (!strcmp(tag, "TransactionStmt") ||
+		    !strcmp(tag, "VariableSetStmt") ||
+		    !strcmp(tag, "VariableShowStmt") ||
+		    !strcmp(tag, "ExplainStmt") ||
+		    !strcmp(tag, "CallStmt") || !strcmp(tag, "DoStmt") ||
+		    !strcmp(tag, "CopyStmt") || !strcmp(tag, "DeallocateStmt") ||
+		    !strcmp(tag, "PrepareStmt") || !strcmp(tag, "ExecuteStmt") ||
+		    !strcmp(tag, "FetchStmt") || !strcmp(tag, "ClosePortalStmt") ||
+		    !strcmp(tag, "DeclareCursorStmt")))
+		return;
+	backend->ddl = true;
+}
+
+static void on_target(struct monitor *monitor, struct backend *backend,
+		      const struct pgv_target_event *event)
+{
+	struct finding found[CLASSIFY_FINDINGS_MAX];
+	struct classify_bindings bindings;
+	struct statement stmt;
+	int n;
+
+	if (!classifiable(monitor, backend))
+		return;
+	bindings = bindings_of(monitor, backend);
+	n = classify_target(&bindings, event, found);
+	if (!n)
+		return;
+	stmt.text = backend->utility_text ? backend->utility_text : "";
+	stmt.full_len = backend->utility_len;
+	stmt.truncated = backend->utility_truncated;
+	classify_and_hold(monitor, backend, &event->hdr, found, n, &stmt);
+}
+
+static void on_xact(struct monitor *monitor, struct backend *backend,
+		    const struct pgv_xact_event *event)
+{
+	if (event->kind == PGV_XACT_START)
+		return;
+	release(monitor, backend, event->kind == PGV_XACT_COMMIT
+					  ? "committed" : "rolled_back");
+	if (backend->ddl && event->kind == PGV_XACT_COMMIT && backend->db &&
+	    catalog_invalidate(backend->db))
+		log_warn("cannot refresh the catalog of '%s' after DDL",
+			 backend->database);
+	backend->ddl = false;
+}
+
+static void on_backend_exit(struct monitor *monitor, struct backend *backend)
+{
+	/* the server rolls back what an exiting backend left open */
+	release(monitor, backend, "rolled_back");
+	free_backend(oidmap_remove(&monitor->backends, backend->pid));
+}
+
+static size_t minimum_size(__u16 type)
+{
+	switch (type) {
+	case PGV_EV_EXEC:
+		return PGV_EXEC_FIXED + 1;
+	case PGV_EV_UTILITY:
+		return PGV_UTIL_FIXED + 1;
+	case PGV_EV_TARGET:
+		return sizeof(struct pgv_target_event);
+	case PGV_EV_XACT:
+		return sizeof(struct pgv_xact_event);
+	case PGV_EV_SESSION:
+		return sizeof(struct pgv_session_event);
+	case PGV_EV_EXIT:
+		return sizeof(struct pgv_exit_event);
+	default:
+		return SIZE_MAX;
+	}
+}
+
+/* A record whose text is cut short of what it claims is made consistent. */
+static bool text_fits(const char *text, uint32_t captured, size_t room)
+{
+	return captured < room && text[captured] == 0;
+}
+
+int monitor_handle(struct monitor *monitor, const void *data, size_t size)
+{
+	const struct pgv_header *hdr = data;
+	struct backend *backend;
+
+	monitor->stats.events++;
+	if (size < sizeof(*hdr) || size < minimum_size(hdr->type)) {
+		monitor_report(monitor, "malformed_event", NULL);
+		return 0;
+	}
+	if (!watched(monitor, hdr->ppid) ||
+	    catalog_own_backend(monitor->options.catalog, hdr->pid)) {
+		monitor->stats.ignored++;
+		return 0;
+	}
+	backend = backend_of(monitor, hdr);
+	if (!backend)
+		return 0;
+	switch (hdr->type) {
+	case PGV_EV_EXEC: {
+		const struct pgv_exec_event *e = data;
+
+		if (!text_fits(e->text, e->text_captured, size - PGV_EXEC_FIXED))
+			break;
+		on_exec(monitor, backend, e);
+		break;
+	}
+	case PGV_EV_UTILITY: {
+		const struct pgv_utility_event *e = data;
+
+		if (!text_fits(e->text, e->text_captured, size - PGV_UTIL_FIXED))
+			break;
+		on_utility(monitor, backend, e);
+		break;
+	}
+	case PGV_EV_TARGET:
+		on_target(monitor, backend, data);
+		break;
+	case PGV_EV_XACT:
+		on_xact(monitor, backend, data);
+		break;
+	case PGV_EV_SESSION:
+		on_session(monitor, backend, data);
+		break;
+	case PGV_EV_EXIT:
+		on_backend_exit(monitor, backend);
+		break;
+	}
+	return 0;
+}
+
+static void report_drops(struct monitor *monitor, const uint64_t drops[],
+			 size_t n)
+{
+	struct json_object *detail;
+	size_t cause;
+
+	for (cause = 0; cause < n && cause < PGV_DROP_CAUSES; cause++) {
+		if (drops[cause] <= monitor->last_drops[cause])
+			continue;
+		detail = json_object_new_object();
+		json_object_object_add(detail, "cause", json_object_new_string(
+					       drop_causes[cause]));
+		json_object_object_add(detail, "count", json_object_new_int64(
+				drops[cause] - monitor->last_drops[cause]));
+		json_object_object_add(detail, "total",
+				       json_object_new_int64(drops[cause]));
+		monitor_report(monitor, "probe_drops", detail);
+		monitor->last_drops[cause] = drops[cause];
+	}
+}
+
+void monitor_tick(struct monitor *monitor, uint64_t now_ns,
+		  const uint64_t drops[], size_t n_drops)
+{
+	size_t i;
+
+	oidmap_foreach(&monitor->backends, i) {
+		struct backend *backend = monitor->backends.values[i];
+
+		if (backend->held &&
+		    now_ns - backend->held_since_ns > monitor->options.hold_ns)
+			release(monitor, backend, "in_progress");
+	}
+	if (drops)
+		report_drops(monitor, drops, n_drops);
+}
+
+void monitor_flush(struct monitor *monitor)
+{
+	size_t i;
+
+	oidmap_foreach(&monitor->backends, i)
+		release(monitor, monitor->backends.values[i], "in_progress");
+}
+
+void monitor_stats(const struct monitor *monitor, struct monitor_stats *out)
+{
+	*out = monitor->stats;
+}
+
+void monitor_free(struct monitor *monitor)
+{
+	if (!monitor)
+		return;
+	oidmap_clear(&monitor->backends, free_backend);
+	oidmap_free(&monitor->backends);
+	free(monitor->watched);
+	free(monitor);
+}
