@@ -17,6 +17,7 @@
 #include <json-c/json.h>
 
 #include "feed.h"
+#include "metrics.h"
 
 /* recent lines kept for live readers; older ones are read from the journal */
 #define FEED_RING 4096
@@ -336,6 +337,16 @@ static char *numbered_line(struct json_object *record, int64_t id,
 	return line;
 }
 
+static void count_violation(struct json_object *record)
+{
+	struct json_object *invariant = NULL, *rule = NULL;
+
+	json_object_object_get_ex(record, "invariant", &invariant);
+	json_object_object_get_ex(record, "rule", &rule);
+	metrics_inc(METRIC_VIOLATIONS, json_object_get_string(invariant),
+		    json_object_get_string(rule));
+}
+
 int64_t feed_emit(struct feed *feed, struct json_object *record)
 {
 	char *line;
@@ -353,6 +364,7 @@ int64_t feed_emit(struct feed *feed, struct json_object *record)
 	if (feed->fd >= 0)
 		ret = journal_append(feed, line, len);
 	if (!ret) {
+		count_violation(record);
 		/* in the journal: the id is spent whatever stdout does */
 		feed->next_id++;
 		feed->count++;

@@ -78,8 +78,14 @@ int http_parse_listen(const char *text, struct sockaddr_storage *addr,
 	size_t host_len;
 
 	colon = strrchr(text, ':');
-	if (!colon || colon == text)
-		return -EINVAL;
+	/* "PORT" or ":PORT" alone: loopback */
+	if (!colon || colon == text) {
+		snprintf(host, sizeof(host), "127.0.0.1:%s",
+			 colon ? colon + 1 : text);
+		if (!strcmp(host + 10, "") || strchr(host + 10, ':'))
+			return -EINVAL;
+		return http_parse_listen(host, addr, len);
+	}
 	port = strtoul(colon + 1, &end, 10);
 	if (!colon[1] || *end || port > 65535)
 		return -EINVAL;

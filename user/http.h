@@ -60,8 +60,8 @@ struct http_auth {
 };
 
 /*
- * Parse "ADDR:PORT" (IPv4, or IPv6 in brackets; port 0 picks one).
- * Returns 0 or -EINVAL.
+ * Parse "ADDR:PORT" (IPv4, or IPv6 in brackets; port 0 picks one), or
+ * "PORT" / ":PORT" for 127.0.0.1. Returns 0 or -EINVAL.
  */
 int http_parse_listen(const char *text, struct sockaddr_storage *addr,
 		      socklen_t *len);

@@ -144,6 +144,10 @@ static void http_parse_listen__forms__parsed_or_refused(void **state)
 	assert_int_equal(http_parse_listen("0.0.0.0:80", &addr, &len), 0);
 	assert_false(http_is_loopback((void *)&addr));
 	assert_int_equal(http_parse_listen("localhost", &addr, &len), -EINVAL);
+	assert_int_equal(http_parse_listen(":9187", &addr, &len), 0);
+	assert_true(http_is_loopback((void *)&addr));
+	assert_int_equal(http_parse_listen("9187", &addr, &len), 0);
+	assert_int_equal(http_parse_listen(":", &addr, &len), -EINVAL);
 	assert_int_equal(http_parse_listen("1.2.3.4:99999", &addr, &len),
 			 -EINVAL);
 	assert_int_equal(http_parse_listen("1.2.3.4:", &addr, &len), -EINVAL);
