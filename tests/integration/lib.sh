@@ -99,3 +99,34 @@ pgv_stop_monitor()
 	PGV_MONITOR=
 	return $rc
 }
+
+# --- assertions for tests ---------------------------------------------------
+
+# assert_eq ACTUAL EXPECTED [WHAT]
+assert_eq()
+{
+	if [ "$1" != "$2" ]; then
+		echo "expected ${3:-value} '$2', got '$1'" >&2
+		return 1
+	fi
+}
+
+# count_records RECORDS [JQ-SELECT]: how many JSON lines (matching).
+count_records()
+{
+	local filter=${2:-true}
+	[ -n "$1" ] || { echo 0; return; }
+	printf '%s\n' "$1" | jq -c "select($filter)" | grep -c . || true
+}
+
+# fields RECORDS JQ: the value of JQ in each record, one per line.
+fields()
+{
+	printf '%s\n' "$1" | jq -r "$2"
+}
+
+# pgv_policy TEMPLATE OUT: a policy from a template with @PGHOST@/@PGPORT@.
+pgv_policy()
+{
+	sed "s|@PGHOST@|$PGHOST|g; s|@PGPORT@|$PGPORT|g" "$1" >"$2"
+}
