@@ -21,6 +21,7 @@
 static struct http_server *server;
 static struct http_config config;
 static uint32_t postmasters[OBSERVE_MAX_POSTMASTERS];
+static size_t probe_counts[OBSERVE_MAX_POSTMASTERS];
 static size_t n_postmasters;
 static atomic_uint_fast64_t last_drain_ns;
 static atomic_size_t covered;	/* postmasters with probes */
@@ -56,9 +57,19 @@ static bool ready(void *arg)
 	       monotonic_ns() - drained < OBSERVE_READY_DRAIN_NS;
 }
 
+static void export_probes(size_t i)
+{
+	char label[16];
+
+	snprintf(label, sizeof(label), "%u", postmasters[i]);
+	/* the loader counts links, not names: one series per postmaster */
+	metrics_set(METRIC_PROBES_ATTACHED, probe_counts[i], label, "all");
+}
+
 int observe_start(const char *listen, const struct policy *policy,
 		  struct feed *feed, char *err, size_t err_len)
 {
+	size_t i;
 	int ret;
 
 	ret = metrics_init();
@@ -66,6 +77,9 @@ int observe_start(const char *listen, const struct policy *policy,
 		snprintf(err, err_len, "cannot set up metrics: out of memory");
 		return ret;
 	}
+	/* postmasters attached before the registry existed */
+	for (i = 0; i < n_postmasters; i++)
+		export_probes(i);
 	config.listen = listen;
 	config.policy = policy ? &policy->http : NULL;
 	config.feed = feed;
@@ -94,19 +108,20 @@ void observe_attached(uint32_t pid, size_t probes)
 	char label[16];
 	size_t i;
 
-	snprintf(label, sizeof(label), "%u", pid);
 	for (i = 0; i < n_postmasters && postmasters[i] != pid; i++)
 		;
 	if (probes && i == n_postmasters &&
 	    n_postmasters < OBSERVE_MAX_POSTMASTERS)
 		postmasters[n_postmasters++] = pid;
-	else if (!probes && i < n_postmasters)
+	if (probes && i < n_postmasters) {
+		probe_counts[i] = probes;
+		export_probes(i);
+	} else if (!probes && i < n_postmasters) {
 		postmasters[i] = postmasters[--n_postmasters];
-	/* the loader counts links, not names: one series per postmaster */
-	if (probes)
-		metrics_set(METRIC_PROBES_ATTACHED, probes, label, "all");
-	else
+		probe_counts[i] = probe_counts[n_postmasters];
+		snprintf(label, sizeof(label), "%u", pid);
 		metrics_remove(METRIC_PROBES_ATTACHED, label, "all");
+	}
 	count_covered();
 }
 
