@@ -191,3 +191,21 @@ test_sigkill_loses_no_printed_record()
 	wait_lines "$OUT" 1
 	assert_eq "$(jq .id "$OUT")" $(( $(echo "$printed" | sort -n | tail -1) + 1 )) "next id"
 }
+
+# after the drop the daemon still reports, serves and reads drop counters
+test_dropped_privileges_keep_reporting()
+{
+	HTTP_PORT=$(pgv_free_port)
+	OUT=$PGV_TMP/out.$HTTP_PORT
+	pgv_start_monitor "$PGV_TMP/policy.yaml" "$OUT" --feed "$PGV_TMP/journal" \
+		--listen "127.0.0.1:$HTTP_PORT" --drop-privileges
+	trap cleanup EXIT
+	assert_eq "$(awk '/^CapEff/ {print $2}' /proc/"$PGV_MONITOR"/status)" \
+		0000000000000000 "effective capabilities"
+	violate 1
+	wait_lines "$OUT" 1
+	sleep 1.2
+	assert_eq "$(http_get /readyz)" ready readyz
+	http_get /metrics | grep -q '^pgvigil_ringbuf_drops_total{cause="ringbuf_full"} 0'
+	! grep -q '"level":"error"' "$OUT.err"
+}
