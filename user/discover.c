@@ -47,6 +47,10 @@ int discover_one(pid_t pid, struct pg_server *server, char *why,
 		     sizeof(server->exe_target) - 1);
 	if (n > 0)
 		server->exe_target[n] = 0;
+	/* replaced on disk (an upgrade): the link still opens the old inode */
+	n = strlen(server->exe_target);
+	if (n > 10 && !strcmp(server->exe_target + n - 10, " (deleted)"))
+		server->exe_target[n - 10] = 0;
 	snprintf(path, sizeof(path), "/proc/%d/cwd/postmaster.pid", pid);
 	if (read_first_line(path, line, sizeof(line)) || atoi(line) != pid) {
 		snprintf(why, why_len, "process %d is not a PostgreSQL "

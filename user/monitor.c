@@ -320,6 +320,9 @@ static void add_statement(struct monitor *monitor, struct json_object *record,
 	enum mask_method method = MASK_NORMALIZED;
 	char *masked = NULL;
 
+	/* a statement cut from a multi-statement string keeps its lead space */
+	while (*text == ' ' || *text == '\n' || *text == '\t' || *text == '\r')
+		text++;
 	if (!monitor->options.unmasked)
 		masked = mask_statement(text, &method);
 	json_object_object_add(record, "statement",

@@ -73,6 +73,8 @@ pgv_start_monitor()
 {
 	local policy=$1 out=$2
 	shift 2
+	# the postmaster as it is now: a test may have restarted the server
+	PGV_POSTMASTER=$(head -1 "$PGDATA/postmaster.pid")
 	"$PGV_BIN" run --policy "$policy" --pg-pid "$PGV_POSTMASTER" "$@" \
 		>"$out" 2>"$out.err" &
 	PGV_MONITOR=$!

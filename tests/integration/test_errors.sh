@@ -1,0 +1,103 @@
+# Bad input and a changing world: clear messages and exit status 2 for what
+# cannot work, and reports rather than silence for what the monitor cannot
+# see.
+
+FIXTURES=$(dirname "${BASH_SOURCE[0]}")/fixtures
+
+setup_file()
+{
+	pgv_cluster_start
+	pgv_psql -d postgres -c "CREATE DATABASE bank" &&
+	pgv_psql -d bank -f "$FIXTURES/bank.sql" >/dev/null &&
+	pgv_policy "$FIXTURES/bank-policy.yaml.in" "$PGV_TMP/policy.yaml" &&
+	chmod 644 "$PGV_TMP/policy.yaml"
+}
+
+# expect_exit STATUS PATTERN CMD...: CMD exits STATUS and says PATTERN.
+expect_exit()
+{
+	local status=$1 pattern=$2 rc=0
+	shift 2
+	"$@" >"$PGV_TMP/out" 2>"$PGV_TMP/err" </dev/null || rc=$?
+	assert_eq "$rc" "$status" "exit status of '$*'"
+	grep -q -- "$pattern" "$PGV_TMP/err" ||
+		{ echo "stderr lacks '$pattern':" >&2; cat "$PGV_TMP/err" >&2; return 1; }
+}
+
+test_malformed_policy_names_file_and_line()
+{
+	printf 'database:\n  dsn: x\nmonetary:\n  balance_columns: [accounts]\n' >"$PGV_TMP/bad.yaml"
+	expect_exit 2 "bad.yaml:4: bad name 'accounts'" \
+		"$PGV_BIN" run --policy "$PGV_TMP/bad.yaml" --pg-pid "$PGV_POSTMASTER"
+	printf 'database:\n  dsn: "x\n' >"$PGV_TMP/bad.yaml"
+	expect_exit 2 "bad.yaml:" "$PGV_BIN" run --policy "$PGV_TMP/bad.yaml"
+}
+
+test_usage_errors_exit_2()
+{
+	expect_exit 2 "run needs --policy" "$PGV_BIN" run
+	expect_exit 2 "bad --pg-pid" "$PGV_BIN" run --policy x --pg-pid abc
+	expect_exit 2 "unknown command 'frobnicate'" "$PGV_BIN" frobnicate
+	expect_exit 0 "" "$PGV_BIN" run --help
+	grep -q -- "--pg-pid" "$PGV_TMP/out"
+}
+
+test_pid_that_is_not_a_postmaster_is_refused()
+{
+	expect_exit 2 "is not a PostgreSQL postmaster" \
+		"$PGV_BIN" run --policy "$PGV_TMP/policy.yaml" --pg-pid $$
+	expect_exit 2 "no process 999999999" \
+		"$PGV_BIN" run --policy "$PGV_TMP/policy.yaml" --pg-pid 999999999
+}
+
+test_unknown_server_version_is_refused_not_guessed()
+{
+	local dir=$PGV_TMP/fake pid
+	mkdir -p "$dir"
+	echo 99 >"$dir/PG_VERSION"
+	(cd "$dir" && exec sleep 30) &
+	pid=$!
+	echo "$pid" >"$dir/postmaster.pid"
+	expect_exit 2 "PostgreSQL 99 at pid $pid .* is not supported (supported: 15)" \
+		"$PGV_BIN" run --policy "$PGV_TMP/policy.yaml" --pg-pid "$pid"
+	kill "$pid"
+}
+
+test_without_bpf_privileges_the_missing_capability_is_named()
+{
+	expect_exit 2 "CAP_BPF" runuser -u nobody -- \
+		"$PGV_BIN" run --policy "$PGV_TMP/policy.yaml" --pg-pid "$PGV_POSTMASTER"
+}
+
+test_unreachable_catalog_is_reported_as_a_monitor_record()
+{
+	local out=$PGV_TMP/unreachable.out
+	sed "s/port=$PGPORT/port=1/" "$PGV_TMP/policy.yaml" >"$PGV_TMP/unreachable.yaml"
+	pgv_start_monitor "$PGV_TMP/unreachable.yaml" "$out"
+	pgv_psql -d bank -c "UPDATE accounts SET balance = 1"
+	sleep 0.5
+	pgv_stop_monitor
+	assert_eq "$(jq -r 'select(.invariant == "monitor") | .rule' "$out")" \
+		statement_not_classified rule
+	grep -q "cannot connect to database 'bank'" "$out.err"
+}
+
+test_restarted_postmaster_is_attached_again()
+{
+	local out=$PGV_TMP/restart.out old=$PGV_POSTMASTER i
+	pgv_start_monitor "$PGV_TMP/policy.yaml" "$out"
+	runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PGDATA" -m fast -w restart \
+		>/dev/null
+	PGV_POSTMASTER=$(head -1 "$PGDATA/postmaster.pid")
+	[ "$PGV_POSTMASTER" != "$old" ]
+	for i in $(seq 1 100); do
+		grep -q "watching postmaster $PGV_POSTMASTER" "$out.err" && break
+		sleep 0.1
+	done
+	grep -q "postmaster $old exited" "$out.err"
+	grep -q "watching postmaster $PGV_POSTMASTER" "$out.err"
+	pgv_psql -d bank -c "UPDATE accounts SET balance = 3 WHERE account = 'bob'"
+	sleep 0.5
+	pgv_stop_monitor
+	assert_eq "$(jq -r '.rule' "$out")" balance_write_outside_allowed_function rule
+}
