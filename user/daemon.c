@@ -30,10 +30,12 @@
 #include "log.h"
 #include "mask.h"
 #include "monitor.h"
+#include "observe.h"
 #include "pglayout.h"
 #include "policy.h"
 #include "recorder.h"
 #include "verifier.h"
+#include "privdrop.h"
 
 #define MAX_SERVERS 64
 
@@ -43,6 +45,8 @@ struct daemon {
 	const char *listen;
 	pid_t pg_pid;
 	bool unmasked;
+	bool drop_privileges;		/* after the first attach */
+	bool dropped;
 	long hold_ms;
 	struct policy *policy;
 	struct feed *feed;
@@ -85,7 +89,12 @@ static void usage(FILE *out)
 		"                     record ids continue from its last record\n"
 		"  --pg-pid PID       watch only this postmaster (and the server\n"
 		"                     that replaces it on the same data directory)\n"
-		"  --listen ADDR:PORT serve HTTP (metrics, feed) on this address\n"
+		"  --listen ADDR:PORT serve HTTP (/metrics, /feed, /healthz,\n"
+		"                     /readyz); PORT alone means 127.0.0.1:PORT;\n"
+		"                     off loopback, the policy must give TLS and\n"
+		"                     client authentication\n"
+		"  --drop-privileges  drop every capability once attached (a\n"
+		"                     postmaster started later is not attached)\n"
 		"  --unmasked         print statements with their literal values\n"
 		"  --pid-file FILE    where 'pgvigil dump' finds the daemon\n"
 		"                     (default /run/pgvigil/pgvigil.pid)\n"
@@ -106,6 +115,7 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		{ "pg-pid", required_argument, NULL, 'P' },
 		{ "listen", required_argument, NULL, 'l' },
 		{ "unmasked", no_argument, NULL, 'u' },
+		{ "drop-privileges", no_argument, NULL, 'D' },
 		{ "hold-ms", required_argument, NULL, 'H' },
 		{ "pid-file", required_argument, NULL, 'F' },
 		{ "log-format", required_argument, NULL, 'L' },
@@ -144,6 +154,9 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 			break;
 		case 'F':
 			d->pid_file = optarg;
+			break;
+		case 'D':
+			d->drop_privileges = true;
 			break;
 		case 'H':
 			d->hold_ms = strtol(optarg, &end, 10);
@@ -213,6 +226,7 @@ static int attach_server(struct daemon *d, const struct pg_server *server)
 		log_error("%s", err);
 		return ret;
 	}
+	observe_attached(server->pid, loader_probe_count(d->loader));
 	if (!d->version)
 		d->version = version;
 	if (d->n_servers < MAX_SERVERS)
@@ -231,6 +245,7 @@ static void prune_servers(struct daemon *d)
 	for (i = 0; i < d->n_servers; i++) {
 		if (kill(d->servers[i], 0) && errno == ESRCH) {
 			log_warn("postmaster %u exited", d->servers[i]);
+			observe_attached(d->servers[i], 0);
 			continue;
 		}
 		d->servers[kept++] = d->servers[i];
@@ -246,6 +261,9 @@ static void rescan(struct daemon *d)
 	size_t before;
 
 	prune_servers(d);
+	/* without CAP_BPF and CAP_PERFMON nothing new can be attached */
+	if (d->dropped)
+		return;
 	before = d->n_servers;
 	n = discover_all(&servers);
 	for (i = 0; i < n; i++) {
@@ -285,9 +303,16 @@ static int attach_initial(struct daemon *d)
 	return ret;
 }
 
+static uint64_t now_ns(void);
+
 static int on_record(void *ctx, void *data, size_t size)
 {
-	return monitor_handle(ctx, data, size);
+	uint64_t start = now_ns();
+	int ret;
+
+	ret = monitor_handle(ctx, data, size);
+	observe_classified((now_ns() - start) / 1e9);
+	return ret;
 }
 
 static void announce_ready(const struct daemon *d)
@@ -316,13 +341,20 @@ static void periodic(struct daemon *d, uint64_t *last_tick,
 		     uint64_t *last_scan)
 {
 	uint64_t drops[PGV_DROP_CAUSES], now = now_ns();
+	struct monitor_stats stats;
+	struct catalog_stats cache;
+	bool have_drops;
 
+	observe_drained(now);
 	if (now - *last_tick >= 1000000000ULL) {
 		*last_tick = now;
-		if (loader_read_drops(d->loader, drops))
-			monitor_tick(d->monitor, now, NULL, 0);
-		else
-			monitor_tick(d->monitor, now, drops, PGV_DROP_CAUSES);
+		have_drops = !loader_read_drops(d->loader, drops);
+		monitor_tick(d->monitor, now, have_drops ? drops : NULL,
+			     have_drops ? PGV_DROP_CAUSES : 0);
+		monitor_stats(d->monitor, &stats);
+		catalog_stats(d->catalog, &cache);
+		observe_tick(&stats, &cache, have_drops ? drops : NULL,
+			     PGV_DROP_CAUSES);
 	}
 	if (now - *last_scan >= 2000000000ULL) {
 		*last_scan = now;
@@ -463,6 +495,35 @@ static int start_verifier(struct daemon *d)
 	return ret;
 }
 
+/*
+ * After the probes are attached: drop privileges, then start the HTTP
+ * threads, so that they never hold a capability.
+ */
+static int serve(struct daemon *d)
+{
+	char err[512];
+	int ret;
+
+	if (d->drop_privileges) {
+		ret = privdrop_after_attach(NULL, err, sizeof(err));
+		if (ret) {
+			log_error("%s", err);
+			return ret;
+		}
+		d->dropped = true;
+		log_info("dropped every capability; postmasters started from "
+			 "now on are not attached until pgvigil restarts");
+	}
+	if (!d->listen)
+		return 0;
+	ret = observe_start(d->listen, d->policy, d->feed, err, sizeof(err));
+	if (ret)
+		log_error("%s", err);
+	else
+		log_info("serving HTTP on '%s'", d->listen);
+	return ret;
+}
+
 static int setup(struct daemon *d)
 {
 	struct monitor_options options = { 0 };
@@ -481,6 +542,8 @@ static int setup(struct daemon *d)
 		log_error("%s", err);
 		return ret;
 	}
+	feed_set_rotation(d->feed, d->policy->journal.max_bytes,
+			  d->policy->journal.keep);
 	libbpf_set_print(log_libbpf);
 	ret = loader_open(&d->loader, err, sizeof(err));
 	if (ret) {
@@ -515,11 +578,16 @@ static int setup(struct daemon *d)
 		return -errno;
 	}
 	write_pid_file(d);
-	return start_verifier(d);
+	ret = start_verifier(d);
+	if (ret)
+		return ret;
+	return serve(d);
 }
 
 static void teardown(struct daemon *d)
 {
+	/* HTTP streams hold feed readers: they end before the feed closes */
+	observe_stop();
 	verifier_stop(d->verifier);
 	if (d->recorder) {
 		recorder_flush(d->recorder);

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "mask.h"
 #include "monitor.h"
+#include "observe.h"
 #include "oidmap.h"
 #include "recorder.h"
 
@@ -254,6 +255,7 @@ static struct backend *backend_of(struct monitor *monitor,
 	expected = backend->last_seq + 1;
 	if (hdr->seq > expected) {
 		monitor->stats.events_lost += hdr->seq - expected;
+		observe_sequence_gap(hdr->pid, hdr->seq - expected);
 		report_backend(monitor, "events_lost", backend, "lost",
 			       hdr->seq - expected, NULL);
 	}
