@@ -32,6 +32,9 @@
 struct backend {
 	uint32_t pid;
 	uint32_t ppid;
+	uint32_t uid;			/* the server's OS user */
+	uint64_t cgroup_id;		/* tells containers apart */
+	char comm[PGV_COMM_LEN + 1];
 	uint64_t last_seq;
 	bool has_session;
 	bool reported_unclassified;
@@ -250,6 +253,9 @@ static struct backend *backend_of(struct monitor *monitor,
 		backend->pid = hdr->pid;
 		backend->ppid = hdr->ppid;
 		backend->start_ns = hdr->time_ns;
+		backend->uid = hdr->uid;
+		backend->cgroup_id = hdr->cgroup_id;
+		memcpy(backend->comm, hdr->comm, PGV_COMM_LEN);
 		monitor->stats.backends++;
 	}
 	expected = backend->last_seq + 1;
@@ -340,6 +346,14 @@ static struct json_object *session_json(const struct backend *backend)
 			       json_object_new_string(backend->application));
 	json_object_object_add(session, "client",
 			       json_object_new_string(backend->client));
+	json_object_object_add(session, "postmaster",
+			       json_object_new_int64(backend->ppid));
+	json_object_object_add(session, "os_uid",
+			       json_object_new_int64(backend->uid));
+	json_object_object_add(session, "comm",
+			       json_object_new_string(backend->comm));
+	json_object_object_add(session, "cgroup_id",
+			       json_object_new_int64((int64_t)backend->cgroup_id));
 	return session;
 }
 

@@ -275,6 +275,9 @@ test_session_context_of_a_one_statement_tcp_connection()
 	assert_eq "$(fields "$r" .session.application)" hit_and_run application
 	assert_eq "$(fields "$r" .session.user)" postgres user
 	assert_eq "$(fields "$r" .session.database)" bank database
+	assert_eq "$(fields "$r" .session.postmaster)" "$PGV_POSTMASTER" postmaster
+	assert_eq "$(fields "$r" .session.comm)" postgres comm
+	assert_eq "$(fields "$r" .session.os_uid)" "$(id -u postgres)" "OS user"
 	fields "$r" .session.client | grep -Eq '^127\.0\.0\.1:[0-9]+$' ||
 		{ echo "client: $(fields "$r" .session.client)" >&2; return 1; }
 }
