@@ -165,7 +165,7 @@ static int load_relations(struct catalog_db *db, struct oidmap *balance_rels)
 			oidmap_put(&db->immutable, rel->oid, BOUND);
 		if (policy_names_match(&policy->balance_columns, rel->schema,
 				       rel->name, NULL))
-			oidmap_put(balance_rels, rel->oid, BOUND);
+			oidmap_put(balance_rels, rel->oid, rel);
 		if (policy->hash.enabled &&
 		    !strcmp(rel->qualified, policy->hash.events_table))
 			db->events_relid = rel->oid;
@@ -209,6 +209,43 @@ static void bind_column(struct catalog_db *db, uint32_t relid, int attnum,
 	balance->names[balance->n_columns++] = strdup(attname);
 }
 
+/*
+ * Partitions and inheritance children of a protected table are protected
+ * too: an UPDATE through the parent writes to them, and the executor names
+ * them, not the parent, as its result relations. A child's balance
+ * columns are matched by the names of the table the policy named.
+ */
+static int bind_descendants(struct catalog_db *db, struct oidmap *balance_rels)
+{
+	PGresult *res;
+	int row, pass;
+	bool grew = true;
+
+	res = query(db, "SELECT inhrelid, inhparent FROM pg_inherits", 0, NULL);
+	if (!res)
+		return -EIO;
+	for (pass = 0; grew && pass < 32; pass++) {
+		grew = false;
+		for (row = 0; row < PQntuples(res); row++) {
+			uint32_t child = strtoul(PQgetvalue(res, row, 0), NULL, 10);
+			uint32_t parent = strtoul(PQgetvalue(res, row, 1), NULL, 10);
+			void *source = oidmap_get(balance_rels, parent);
+
+			if (oidmap_get(&db->immutable, parent) &&
+			    !oidmap_get(&db->immutable, child)) {
+				oidmap_put(&db->immutable, child, BOUND);
+				grew = true;
+			}
+			if (source && !oidmap_get(balance_rels, child)) {
+				oidmap_put(balance_rels, child, source);
+				grew = true;
+			}
+		}
+	}
+	PQclear(res);
+	return 0;
+}
+
 /* Bind the balance columns of the relations that match by name. */
 static int load_balance_columns(struct catalog_db *db,
 				struct oidmap *balance_rels)
@@ -230,9 +267,7 @@ static int load_balance_columns(struct catalog_db *db,
 		uint32_t relid = strtoul(PQgetvalue(res, row, 0), NULL, 10);
 		const char *attname = PQgetvalue(res, row, 2);
 
-		if (!oidmap_get(balance_rels, relid))
-			continue;
-		rel = oidmap_get(&db->relations, relid);
+		rel = oidmap_get(balance_rels, relid);
 		if (rel && policy_names_match(&policy->balance_columns,
 					      rel->schema, rel->name, attname))
 			bind_column(db, relid, atoi(PQgetvalue(res, row, 1)),
@@ -312,6 +347,8 @@ static int bind_policy(struct catalog_db *db)
 
 	clear_names(db);
 	ret = load_relations(db, &balance_rels);
+	if (!ret)
+		ret = bind_descendants(db, &balance_rels);
 	if (!ret)
 		ret = load_balance_columns(db, &balance_rels);
 	if (!ret)

@@ -319,3 +319,19 @@ test_catalog_follows_many_committed_renames()
 	done
 	pgv_psql -d bank -c "ALTER TABLE $name RENAME TO accounts"
 }
+
+test_partitions_are_protected_through_the_parent_and_directly()
+{
+	local r
+	r=$(records_of "UPDATE wallets SET balance = balance + 1")
+	assert_eq "$(count_records "$r")" 1 "records through the parent"
+	assert_eq "$(fields "$r" .relation)" public.wallets relation
+	r=$(records_of "UPDATE wallets_usd SET balance = 5")
+	assert_eq "$(count_records "$r")" 1 "records of a partition named directly"
+	assert_eq "$(fields "$r" .relation)" public.wallets_usd relation
+	assert_eq "$(fields "$r" '.columns | join(",")')" balance "columns (another attnum)"
+	expect_none "$(records_of "UPDATE wallets_usd SET owner = 'carol'")"
+	r=$(records_of "BEGIN; DELETE FROM part_domain_events; DELETE FROM pde_1; ROLLBACK")
+	assert_eq "$(fields "$r" .rule | tr '\n' ' ')" "event_deleted event_deleted " rules
+	assert_eq "$(fields "$r" .relation | tr '\n' ' ')" "public.part_domain_events public.pde_1 " relations
+}
