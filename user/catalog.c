@@ -24,7 +24,10 @@ struct catalog_db {
 	struct oidmap relations;	/* oid -> catalog_relation */
 	struct oidmap functions;	/* oid -> char * */
 	struct oidmap balances;		/* relid -> catalog_balance */
-	struct oidmap allowed;		/* oid -> (void *)1 */
+	struct oidmap allowed;		/* oid -> digest of its definition */
+	bool bound;			/* the policy was bound once */
+	uint32_t changed[16];		/* allowed functions new or redefined */
+	int n_changed;
 	struct oidmap immutable;	/* relid -> (void *)1 */
 	uint32_t events_relid;		/* the hash events table */
 };
@@ -82,6 +85,7 @@ static void free_db(struct catalog_db *db)
 	oidmap_free(&db->relations);
 	oidmap_free(&db->functions);
 	oidmap_free(&db->balances);
+	oidmap_clear(&db->allowed, free);
 	oidmap_free(&db->allowed);
 	oidmap_free(&db->immutable);
 	if (db->conn)
@@ -277,6 +281,29 @@ static int load_balance_columns(struct catalog_db *db,
 	return 0;
 }
 
+/*
+ * Bind an allowed function with the digest of its definition. After the
+ * first binding, an allowed function that appears or whose definition
+ * changes is noted: whoever can redefine postings_apply can move money
+ * through it.
+ */
+static void bind_allowed(struct catalog_db *db, uint32_t oid,
+			 const char *digest)
+{
+	char *old = oidmap_get(&db->allowed, oid), *copy;
+
+	if (old && !strcmp(old, digest))
+		return;
+	copy = strdup(digest);
+	if (!copy || oidmap_put(&db->allowed, oid, copy)) {
+		free(copy);
+		return;
+	}
+	free(old);
+	if (db->bound && db->n_changed < 16)
+		db->changed[db->n_changed++] = oid;
+}
+
 /* Load user function names; bind the allowed functions. */
 static int load_functions(struct catalog_db *db)
 {
@@ -285,7 +312,9 @@ static int load_functions(struct catalog_db *db)
 	char *name;
 	int row;
 
-	res = query(db, "SELECT p.oid, n.nspname, p.proname FROM pg_proc p "
+	res = query(db, "SELECT p.oid, n.nspname, p.proname, md5(concat_ws("
+		    "'|', p.prosrc, p.probin, p.prosecdef, p.proconfig, "
+		    "p.prolang, p.proowner, p.provolatile)) FROM pg_proc p "
 		    "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE "
 		    "n.nspname NOT IN ('pg_catalog', 'information_schema')",
 		    0, NULL);
@@ -300,9 +329,10 @@ static int load_functions(struct catalog_db *db)
 			continue;
 		free(oidmap_get(&db->functions, oid));
 		oidmap_put(&db->functions, oid, name);
-		if (policy_names_match(&policy->allowed_functions, schema,
+		if (oidmap_get(&db->allowed, oid) ||
+		    policy_names_match(&policy->allowed_functions, schema,
 				       proname, NULL))
-			oidmap_put(&db->allowed, oid, BOUND);
+			bind_allowed(db, oid, PQgetvalue(res, row, 3));
 	}
 	PQclear(res);
 	return 0;
@@ -337,7 +367,7 @@ static void prune_bindings(struct catalog_db *db)
 {
 	prune_map(&db->immutable, &db->relations, NULL);
 	prune_map(&db->balances, &db->relations, free_balance);
-	prune_map(&db->allowed, &db->functions, NULL);
+	prune_map(&db->allowed, &db->functions, free);
 }
 
 static int bind_policy(struct catalog_db *db)
@@ -354,8 +384,10 @@ static int bind_policy(struct catalog_db *db)
 	if (!ret)
 		ret = load_functions(db);
 	oidmap_free(&balance_rels);
-	if (!ret)
+	if (!ret) {
 		prune_bindings(db);
+		db->bound = true;
+	}
 	log_debug("catalog '%s': %zu relations, %zu immutable, %zu with "
 		  "balances, %zu allowed functions", db->name,
 		  db->relations.count, db->immutable.count, db->balances.count,
@@ -502,6 +534,16 @@ bool catalog_allowed_function(struct catalog_db *db, uint32_t oid)
 bool catalog_immutable(struct catalog_db *db, uint32_t relid)
 {
 	return oidmap_get(&db->immutable, relid) != NULL;
+}
+
+int catalog_take_changed_allowed(struct catalog_db *db, uint32_t *oids,
+				 int max)
+{
+	int n = db->n_changed < max ? db->n_changed : max;
+
+	memcpy(oids, db->changed, n * sizeof(*oids));
+	db->n_changed = 0;
+	return n;
 }
 
 uint32_t catalog_events_table(struct catalog_db *db)

@@ -662,15 +662,49 @@ static void on_xact(struct monitor *monitor, struct backend *backend,
 	backend->ddl = false;
 }
 
-/* Re-read the catalog after DDL this backend committed, if still due. */
-static void refresh_after_ddl(struct backend *backend)
+/* An allowed function was created or redefined by this backend's DDL. */
+static void report_allowed_change(struct monitor *monitor,
+				  struct backend *backend, uint32_t oid)
 {
-	if (!backend->ddl_committed_ns)
+	struct json_object *record = json_object_new_object(), *xact;
+	char stamp[40];
+
+	format_time(monitor, backend->ddl_committed_ns, stamp, sizeof(stamp));
+	json_object_object_add(record, "time", json_object_new_string(stamp));
+	json_object_object_add(record, "invariant",
+			       json_object_new_string("monetary"));
+	json_object_object_add(record, "rule", json_object_new_string(
+				       "allowed_function_redefined"));
+	json_object_object_add(record, "function", json_object_new_string(
+				       catalog_function(backend->db, oid)));
+	json_object_object_add(record, "function_oid",
+			       json_object_new_int64(oid));
+	add_statement(monitor, record,
+		      backend->utility_text ? backend->utility_text : "",
+		      backend->utility_len, backend->utility_truncated);
+	json_object_object_add(record, "session", session_json(backend));
+	xact = json_object_new_object();
+	json_object_object_add(xact, "outcome",
+			       json_object_new_string("committed"));
+	json_object_object_add(record, "transaction", xact);
+	emit(monitor, record);
+}
+
+/* Re-read the catalog after DDL this backend committed, if still due. */
+static void refresh_after_ddl(struct monitor *monitor, struct backend *backend)
+{
+	uint32_t changed[16];
+	int n, i;
+
+	if (!backend->ddl_committed_ns || !backend->db)
 		return;
-	backend->ddl_committed_ns = 0;
-	if (backend->db && catalog_invalidate(backend->db))
+	if (catalog_invalidate(backend->db))
 		log_warn("cannot refresh the catalog of '%s' after DDL",
 			 backend->database);
+	n = catalog_take_changed_allowed(backend->db, changed, 16);
+	for (i = 0; i < n; i++)
+		report_allowed_change(monitor, backend, changed[i]);
+	backend->ddl_committed_ns = 0;
 }
 
 static void on_backend_exit(struct monitor *monitor, struct backend *backend)
@@ -727,7 +761,7 @@ int monitor_handle(struct monitor *monitor, const void *data, size_t size)
 	backend = backend_of(monitor, hdr);
 	if (!backend)
 		return 0;
-	refresh_after_ddl(backend);
+	refresh_after_ddl(monitor, backend);
 	switch (hdr->type) {
 	case PGV_EV_EXEC: {
 		const struct pgv_exec_event *e = data;
@@ -795,7 +829,7 @@ void monitor_tick(struct monitor *monitor, uint64_t now_ns,
 			release(monitor, backend, "in_progress");
 		if (backend->ddl_committed_ns &&
 		    now_ns - backend->ddl_committed_ns > DDL_SETTLE_NS)
-			refresh_after_ddl(backend);
+			refresh_after_ddl(monitor, backend);
 	}
 	if (drops)
 		report_drops(monitor, drops, n_drops);

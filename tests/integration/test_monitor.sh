@@ -302,6 +302,7 @@ test_z_feed_ids_are_contiguous_and_no_monitor_records()
 	local ids
 	ids=$(jq -r .id "$OUT")
 	assert_eq "$(printf '%s\n' "$ids" | awk 'NR > 1 && $1 != prev + 1 { bad = 1 } { prev = $1 } END { print bad + 0 }')" 0 "gaps in ids"
+	jq -c 'select(.invariant == "monitor")' "$OUT" >&2
 	assert_eq "$(jq -c 'select(.invariant == "monitor")' "$OUT" | grep -c .)" 0 "monitor records"
 }
 
@@ -334,4 +335,21 @@ test_partitions_are_protected_through_the_parent_and_directly()
 	r=$(records_of "BEGIN; DELETE FROM part_domain_events; DELETE FROM pde_1; ROLLBACK")
 	assert_eq "$(fields "$r" .rule | tr '\n' ' ')" "event_deleted event_deleted " rules
 	assert_eq "$(fields "$r" .relation | tr '\n' ' ')" "public.part_domain_events public.pde_1 " relations
+}
+
+# Whoever can redefine the allowed function can move money through it.
+test_redefining_the_allowed_function_is_reported()
+{
+	local r original
+	original=$(sed -n '/^CREATE FUNCTION postings_apply/,/^END \$\$;/p' "$FIXTURES/bank.sql" |
+		sed 's/^CREATE FUNCTION/CREATE OR REPLACE FUNCTION/')
+	r=$(records_of "CREATE OR REPLACE FUNCTION postings_apply(src text, dst text, amount bigint, fail boolean DEFAULT false) RETURNS bigint LANGUAGE plpgsql AS \$\$ BEGIN UPDATE accounts SET balance = balance + amount WHERE account = dst; RETURN amount; END \$\$")
+	assert_eq "$(count_records "$r")" 1 "records"
+	assert_eq "$(fields "$r" .rule)" allowed_function_redefined rule
+	assert_eq "$(fields "$r" .function)" public.postings_apply function
+	r=$(records_of "ALTER FUNCTION postings_apply(text, text, bigint, boolean) SECURITY DEFINER")
+	assert_eq "$(fields "$r" .rule)" allowed_function_redefined "rule after ALTER FUNCTION"
+	r=$(records_of "$original")
+	assert_eq "$(fields "$r" .rule)" allowed_function_redefined "rule after the restore"
+	expect_none "$(records_of "CREATE FUNCTION unrelated() RETURNS int LANGUAGE sql AS 'SELECT 1'")"
 }
