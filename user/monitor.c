@@ -572,6 +572,28 @@ static void note_event_inserts(struct backend *backend,
 			backend->inserted_events = true;
 }
 
+/*
+ * A statement named more write targets than the probe keeps: the ones not
+ * kept were not classified, so the blind spot is reported with the
+ * statement.
+ */
+static void report_truncated(struct monitor *monitor, struct backend *backend,
+			     const struct pgv_header *hdr, const char *text,
+			     uint32_t full_len, bool text_truncated)
+{
+	struct json_object *record = monitor_record(monitor,
+						    "relations_not_classified");
+
+	json_object_object_add(record, "detail", json_object_new_string(
+		"the statement writes more relations than the probe keeps; "
+		"those beyond were not classified"));
+	add_statement(monitor, record, text, full_len, text_truncated);
+	json_object_object_add(record, "session", session_json(backend));
+	json_object_object_add(record, "backend_seq",
+			       json_object_new_int64(hdr->seq));
+	emit(monitor, record);
+}
+
 static void on_exec(struct monitor *monitor, struct backend *backend,
 		    const struct pgv_exec_event *event)
 {
@@ -582,6 +604,10 @@ static void on_exec(struct monitor *monitor, struct backend *backend,
 
 	monitor->stats.statements[event->operation & 7]++;
 	record_statement(monitor, backend, &event->hdr, event->text, event);
+	if (event->hdr.flags & PGV_F_RELS_TRUNCATED)
+		report_truncated(monitor, backend, &event->hdr, event->text,
+				 event->text_len,
+				 event->hdr.flags & PGV_F_TEXT_TRUNCATED);
 	if (!event->n_result_rels || !classifiable(monitor, backend))
 		return;
 	note_event_inserts(backend, event);
@@ -629,6 +655,10 @@ static void on_target(struct monitor *monitor, struct backend *backend,
 	struct statement stmt;
 	int n;
 
+	if (event->hdr.flags & PGV_F_RELS_TRUNCATED)
+		report_truncated(monitor, backend, &event->hdr,
+				 backend->utility_text ? backend->utility_text : "",
+				 backend->utility_len, backend->utility_truncated);
 	if (!classifiable(monitor, backend))
 		return;
 	bindings = bindings_of(monitor, backend);
