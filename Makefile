@@ -11,11 +11,10 @@ PG_MAJOR ?= 15
 BUILD := build
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializers \
-	  -Iinclude -I$(BUILD) -Iuser -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql) \
-	  -MMD -MP -D_GNU_SOURCE \
-	  -DPGV_SOURCE_DIR='"$(CURDIR)"'
+	  -Iinclude -I$(BUILD) -Iuser -MMD -MP -D_GNU_SOURCE \
+	  -I/usr/include/postgresql -DPGV_SOURCE_DIR='"$(CURDIR)"'
 LDLIBS := -lbpf -lelf -lz -lpq -lpg_query -lyaml -ljson-c -lssl -lcrypto \
-	  -lmicrohttpd -lpthread
+	  -lmicrohttpd -lgnutls -lpthread
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -D__BPF__ \
 	      -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
 	      -Iinclude -Ivmlinux/$(ARCH) -I/usr/include/$(shell uname -m)-linux-gnu -MMD -MP
@@ -31,7 +30,7 @@ FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 
 DEPS := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libssl-dev \
 	libcmocka-dev libpq-dev libpg-query-dev libyaml-dev libjson-c-dev \
-	libmicrohttpd-dev libkrb5-dev libprotobuf-c-dev postgresql-15 postgresql-contrib \
+	libmicrohttpd-dev libgnutls28-dev libkrb5-dev libprotobuf-c-dev postgresql-15 postgresql-contrib \
 	postgresql-server-dev-15 postgresql-15-pgaudit prometheus jq \
 	make gcc pkg-config
 
@@ -64,13 +63,13 @@ $(BUILD)/bpf $(BUILD)/user $(BUILD)/tests:
 deps:
 	tools/install-deps $(DEPS)
 
-unit: $(UNIT_BINS)
+unit: pgvigil $(UNIT_BINS)
 	tests/run-unit $(UNIT_BINS)
 
 integration: pgvigil
 	tests/integration/run
 
-test: pgvigil unit
+test: pgvigil unit fuzz-replay
 	tests/integration/run
 
 demo: deps
@@ -93,7 +92,58 @@ $(BUILD)/pgv-microbench: tools/microbench/microbench.c \
 microbench: $(BUILD)/pgv-microbench
 	$(BUILD)/pgv-microbench
 
+# not part of 'make test': builds a 1,000,000-event ledger (minutes)
+bench-verify: pgvigil
+	tools/bench-verify
+
 clean:
 	rm -rf $(BUILD) pgvigil
+
+# Fuzzing: tests/fuzz/fuzz_<module>.c is a libFuzzer target for
+# user/<module>.c, built with clang's sanitizers apart from the main build.
+# 'make test' replays its committed corpus tests/fuzz/corpus/<module>/;
+# 'make fuzz' explores for FUZZ_TIME seconds, keeping new inputs under
+# build/ (copy the worth-keeping ones into the corpus by hand).
+FUZZ_CC ?= clang
+FUZZ_TIME ?= 60
+FUZZ_CFLAGS := -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined \
+	       -Wall -Wextra -Werror -Wno-missing-field-initializers \
+	       -Iinclude -Iuser -Itests/fuzz -D_GNU_SOURCE
+FUZZ_LIBS := -lz -ljson-c -lssl -lcrypto
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
+
+.PHONY: fuzz-replay fuzz-corpus
+
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c user/%.c user/%.h \
+		      $(wildcard tests/fuzz/*.h) | $(BUILD)/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< user/$*.c $(FUZZ_LIBS)
+
+$(BUILD)/fuzz:
+	mkdir -p $@
+
+fuzz-replay: $(FUZZ_BINS)
+	@for bin in $(FUZZ_BINS); do \
+		corpus=tests/fuzz/corpus/$${bin##*/fuzz_}; \
+		$$bin -runs=0 $$corpus 2>&1 | tail -n 1 || exit 1; \
+	done
+
+fuzz: $(FUZZ_BINS)
+	@for bin in $(FUZZ_BINS); do \
+		name=$${bin##*/fuzz_}; mkdir -p $(BUILD)/fuzz/found-$$name; \
+		$$bin -max_total_time=$(FUZZ_TIME) -max_len=65536 \
+			$(BUILD)/fuzz/found-$$name tests/fuzz/corpus/$$name \
+			|| exit 1; \
+	done
+
+# Rewrites the dump reader's seed corpus (after a format change).
+fuzz-corpus: $(LIB_OBJS) | $(BUILD)/fuzz
+	$(CC) $(CFLAGS) -Itests/fuzz -o $(BUILD)/fuzz/make_corpus \
+		tests/fuzz/make_corpus.c $(LIB_OBJS) $(LDLIBS)
+	rm -rf $(BUILD)/fuzz/seed && mkdir -p $(BUILD)/fuzz/seed
+	$(BUILD)/fuzz/make_corpus $(BUILD)/fuzz/seed
+	cp $$(ls $(BUILD)/fuzz/seed/*.pgvd | head -n 1) \
+		tests/fuzz/corpus/dumpfile/masked.pgvd
+	cp $$(ls $(BUILD)/fuzz/seed/*.pgvd | tail -n 1) \
+		tests/fuzz/corpus/dumpfile/encrypted.pgvd
 
 -include $(wildcard $(BUILD)/bpf/*.d $(BUILD)/user/*.d $(BUILD)/tests/*.d)

@@ -77,7 +77,8 @@ pgv_start_monitor()
 	PGV_POSTMASTER=$(head -1 "$PGDATA/postmaster.pid")
 	# PGV_MONITOR_ARGS: run a whole suite with a setting (e.g. --skip-reads)
 	# shellcheck disable=SC2086
-	"$PGV_BIN" run --policy "$policy" --pg-pid "$PGV_POSTMASTER" ${PGV_MONITOR_ARGS:-} "$@" \
+	"$PGV_BIN" run --policy "$policy" --pg-pid "$PGV_POSTMASTER" \
+		--pid-file "$out.pid" ${PGV_MONITOR_ARGS:-} "$@" \
 		>"$out" 2>"$out.err" &
 	PGV_MONITOR=$!
 	local i

@@ -5,7 +5,9 @@
  * statement to the next, so masking cannot lean on repetition), then feeds
  * them through monitor_handle with a fixed catalog (catalog_fixed.c) and a
  * feed that writes to /dev/null: classification, catalog lookups, masking
- * with libpg_query, record building and output, as in the daemon.
+ * with libpg_query, record building and output to a journal in a temporary
+ * directory (never a device: the feed sets its journal's mode), committed
+ * in batches of BATCH records as the daemon commits one poll's worth.
  *
  * Paths: "capture" binds no balance column (every record is classified and
  * found clean), "violations" binds pgbench's three (three records a TPC-B
@@ -18,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "catalog_fixed.h"
 #include "classify.h"
@@ -27,6 +30,7 @@
 #include "pglayout.h"
 
 #define BACKENDS	4
+#define BATCH		256	/* records per journal commit */
 #define CMD_SELECT	1
 #define CMD_UPDATE	2
 #define CMD_INSERT	3
@@ -221,19 +225,36 @@ struct result {
 	uint64_t violations;
 };
 
+static void replay(struct stream *s, struct monitor *monitor,
+		   struct feed *feed)
+{
+	size_t i;
+
+	feed_batch_begin(feed);
+	for (i = 0; i < s->n; i++) {
+		monitor_handle(monitor, s->records[i].data, s->records[i].size);
+		if (i % BATCH == BATCH - 1) {
+			feed_batch_end(feed);
+			feed_batch_begin(feed);
+		}
+	}
+	monitor_flush(monitor);
+	feed_batch_end(feed);
+}
+
 static int run_once(struct stream *s, struct catalog *catalog, bool bind,
-		    struct result *out)
+		    const char *journal, struct result *out)
 {
 	struct monitor_options options = { 0 };
 	struct monitor_stats stats;
 	struct monitor *monitor;
 	double start, cpu;
 	char err[256];
-	size_t i;
 	int ret;
 
+	unlink(journal);
 	ret = microbench_catalog_bind(catalog, bind);
-	ret = ret ?: feed_open("/dev/null", FEED_SYNC_NEVER, false,
+	ret = ret ?: feed_open(journal, FEED_SYNC_NEVER, false,
 			       &options.feed, err, sizeof(err));
 	if (ret)
 		return ret;
@@ -247,13 +268,12 @@ static int run_once(struct stream *s, struct catalog *catalog, bool bind,
 	}
 	stream_renumber(s);
 	start = cpu_seconds();
-	for (i = 0; i < s->n; i++)
-		monitor_handle(monitor, s->records[i].data, s->records[i].size);
-	monitor_flush(monitor);
+	replay(s, monitor, options.feed);
 	cpu = cpu_seconds() - start;
 	monitor_stats(monitor, &stats);
 	monitor_free(monitor);
 	feed_close(options.feed);
+	unlink(journal);
 	out->records_per_s = s->n / cpu;
 	out->statements_per_s = s->statements / cpu;
 	out->us_per_statement = cpu * 1e6 / s->statements;
@@ -301,6 +321,7 @@ int main(int argc, char **argv)
 		{ "tpcb", "violations", &tpcb, true },
 		{ "select-only", "capture", &select, false },
 	};
+	char dir[] = "/tmp/pgv-microbench.XXXXXX", journal[64];
 	struct catalog *catalog;
 	struct result res;
 
@@ -309,6 +330,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	log_setup(LOG_WARN, LOG_FORMAT_TEXT);
+	if (!mkdtemp(dir)) {
+		perror("pgv-microbench: mkdtemp");
+		return 2;
+	}
+	snprintf(journal, sizeof(journal), "%s/journal", dir);
 	if (catalog_open(NULL, &catalog) ||
 	    stream_build(&tpcb, true, transactions) ||
 	    stream_build(&select, false, transactions)) {
@@ -317,8 +343,10 @@ int main(int argc, char **argv)
 	}
 	for (r = 0; r < rounds; r++) {
 		for (k = 0; k < 3; k++) {
-			if (run_once(paths[k].stream, catalog, paths[k].bind, &res)) {
+			if (run_once(paths[k].stream, catalog, paths[k].bind,
+				     journal, &res)) {
 				fprintf(stderr, "pgv-microbench: setup failed\n");
+				rmdir(dir);
 				return 2;
 			}
 			paths[k].records[r] = res.records_per_s;
@@ -334,5 +362,6 @@ int main(int argc, char **argv)
 	for (k = 0; k < 3; k++)
 		print_path(&paths[k], rounds, transactions);
 	catalog_close(catalog);
+	rmdir(dir);
 	return 0;
 }
