@@ -9,7 +9,8 @@
 #include "common.bpf.h"
 
 /*
- * ProcessUtility(PlannedStmt *pstmt, const char *queryString, ...)
+ * standard_ProcessUtility(PlannedStmt *pstmt, const char *queryString, ...),
+ * which ProcessUtility and every hook in front of it end in (see loader.c)
  */
 SEC("uprobe")
 int BPF_KPROBE(process_utility, const void *plannedstmt, const char *source)
