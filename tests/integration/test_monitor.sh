@@ -382,3 +382,13 @@ test_trigger_riding_on_the_allowed_function_is_flagged()
 		public.postings_apply,public.piggy stack
 	expect_none "$(records_of "SELECT postings_apply('bob', 'alice', 1)")"
 }
+
+test_renamed_balance_column_stays_protected_under_its_new_name()
+{
+	local r
+	pgv_psql -d bank -c "ALTER TABLE accounts RENAME COLUMN balance TO amount_minor"
+	r=$(records_of "UPDATE accounts SET amount_minor = 1 WHERE account = 'bob'")
+	pgv_psql -d bank -c "ALTER TABLE accounts RENAME COLUMN amount_minor TO balance"
+	assert_eq "$(count_records "$r")" 1 records
+	assert_eq "$(fields "$r" '.columns | join(",")')" amount_minor columns
+}
