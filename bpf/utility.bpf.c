@@ -4,7 +4,8 @@
  * server has already resolved names to OIDs (so search_path, quoting and
  * renames cannot hide the target): ExecuteTruncateGuts (its relids list),
  * heap_drop_with_catalog, AlterTable (the context's relid and the
- * subcommand types) and RenameRelationInternal.
+ * subcommand types), RenameRelationInternal and
+ * AlterRelationNamespaceInternal.
  */
 #include "common.bpf.h"
 
@@ -113,6 +114,16 @@ int BPF_KPROBE(heap_drop, __u32 relid)
 /* RenameRelationInternal(Oid myrelid, const char *newrelname, ...) */
 SEC("uprobe")
 int BPF_KPROBE(rename_relation, __u32 relid)
+{
+	return target_one(ctx, PGV_TARGET_RENAME, relid);
+}
+
+/*
+ * AlterRelationNamespaceInternal(Relation classRel, Oid relOid, ...): ALTER
+ * TABLE ... SET SCHEMA, a rename by another name
+ */
+SEC("uprobe")
+int BPF_KPROBE(set_schema, const void *class_rel, __u32 relid)
 {
 	return target_one(ctx, PGV_TARGET_RENAME, relid);
 }

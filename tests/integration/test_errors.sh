@@ -106,10 +106,13 @@ test_restarted_postmaster_is_attached_again()
 
 test_journal_that_is_not_a_regular_file_is_refused_and_left_alone()
 {
+	# a private node of the null device: a regression must not take the
+	# host's /dev/null down with it
+	mknod -m 666 "$PGV_TMP/null" c 1 3
 	expect_exit 2 "is not a regular file" timeout 10 \
-		"$PGV_BIN" run --policy "$PGV_TMP/policy.yaml" --feed /dev/null \
+		"$PGV_BIN" run --policy "$PGV_TMP/policy.yaml" --feed "$PGV_TMP/null" \
 		--pg-pid "$PGV_POSTMASTER" --pid-file "$PGV_TMP/x.pid"
-	assert_eq "$(stat -c %a /dev/null)" 666 "mode of /dev/null"
+	assert_eq "$(stat -c %a "$PGV_TMP/null")" 666 "mode of the device node"
 }
 
 test_two_daemons_cannot_share_a_journal()

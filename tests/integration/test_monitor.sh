@@ -392,3 +392,11 @@ test_renamed_balance_column_stays_protected_under_its_new_name()
 	assert_eq "$(count_records "$r")" 1 records
 	assert_eq "$(fields "$r" '.columns | join(",")')" amount_minor columns
 }
+
+test_moving_an_event_table_to_another_schema_is_flagged()
+{
+	local r
+	r=$(records_of "BEGIN; CREATE SCHEMA attic; ALTER TABLE ledger_events SET SCHEMA attic; ROLLBACK")
+	assert_eq "$(fields "$r" .rule)" event_table_renamed rule
+	assert_eq "$(fields "$r" .relation)" public.ledger_events relation
+}
