@@ -54,17 +54,22 @@ static __always_inline int wire_send_chunk(struct pgv_wire_event *record,
 					   __u32 i, __u32 total)
 {
 	__u32 offset = i * PGV_WIRE_CHUNK;
-	__u32 len;
+	__u64 len;
 
 	if (offset >= total)
 		return 0;
+	pgv_fill_header(&record->hdr, PGV_EV_WIRE, backend);
+	record->offset = offset;
 	len = total - offset;
-	/* the verifier needs the copy's size bounded right where it is used */
+	/*
+	 * The verifier needs the copy's size bounded in the register passed:
+	 * as a __u32, clang clamped one copy of the length and passed
+	 * another, unbounded one; 64 bits wide and behind a barrier, the
+	 * clamp lands on the register used.
+	 */
 	asm volatile("" : "+r"(len));
 	if (len > PGV_WIRE_CHUNK)
 		len = PGV_WIRE_CHUNK;
-	pgv_fill_header(&record->hdr, PGV_EV_WIRE, backend);
-	record->offset = offset;
 	record->captured = len;
 	if (bpf_probe_read_user(record->data, len,
 				(void *)backend->wire_buf + offset)) {

@@ -360,7 +360,7 @@ static struct json_object *startup_json(const struct wire_conn *wire)
 				       startup->application_name));
 	json_object_object_add(json, "options",
 			       json_object_new_string(startup->options));
-	json_object_object_add(json, "ssl",
+	json_object_object_add(json, "ssl_requested",
 			       json_object_new_boolean(startup->ssl_requested));
 	return json;
 }
