@@ -91,6 +91,7 @@ struct wire_conn;
 /* A new connection, or NULL when out of memory. */
 struct wire_conn *wire_conn_new(void);
 
+/* Free 'conn' and every command it holds (NULL is fine). */
 void wire_conn_free(struct wire_conn *conn);
 
 /*
@@ -136,6 +137,7 @@ const char *wire_error(const struct wire_conn *conn);
 /* True once the parser gave the connection up or it ended. */
 bool wire_done(const struct wire_conn *conn);
 
+/* What the connection has seen so far. */
 void wire_counts(const struct wire_conn *conn, struct wire_counts *out);
 
 #endif /* USER_WIRE_H */
