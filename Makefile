@@ -14,7 +14,7 @@ CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializers \
 	  -Iinclude -I$(BUILD) -Iuser -MMD -MP -D_GNU_SOURCE \
 	  -I/usr/include/postgresql -DPGV_SOURCE_DIR='"$(CURDIR)"'
 LDLIBS := -lbpf -lelf -lz -lpq -lpg_query -lyaml -ljson-c -lssl -lcrypto \
-	  -lmicrohttpd -lpthread
+	  -lmicrohttpd -lgnutls -lpthread
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -D__BPF__ \
 	      -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
 	      -Iinclude -Ivmlinux/$(ARCH) -I/usr/include/$(shell uname -m)-linux-gnu -MMD -MP
@@ -30,7 +30,7 @@ FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 
 DEPS := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libssl-dev \
 	libcmocka-dev libpq-dev libpg-query-dev libyaml-dev libjson-c-dev \
-	libmicrohttpd-dev libkrb5-dev libprotobuf-c-dev postgresql-15 postgresql-contrib \
+	libmicrohttpd-dev libgnutls28-dev libkrb5-dev libprotobuf-c-dev postgresql-15 postgresql-contrib \
 	postgresql-server-dev-15 postgresql-15-pgaudit prometheus jq \
 	make gcc pkg-config
 
@@ -62,7 +62,7 @@ $(BUILD)/bpf $(BUILD)/user $(BUILD)/tests:
 deps:
 	tools/install-deps $(DEPS)
 
-unit: $(UNIT_BINS)
+unit: pgvigil $(UNIT_BINS)
 	tests/run-unit $(UNIT_BINS)
 
 integration: pgvigil

@@ -261,6 +261,12 @@ static __always_inline __u32 pgv_read_text(char *text, const char *source,
 		location = 0;
 	if (len < 0)
 		len = 0;
+	if (!source) {
+		/* some internal statements come without text: not a failure */
+		text[0] = 0;
+		*full = 0;
+		return 0;
+	}
 	source += location;
 	copied = bpf_probe_read_user_str(text, PGV_TEXT_MAX, source);
 	if (copied <= 0) {

@@ -53,43 +53,77 @@ static __always_inline void read_result_rel(struct pgv_result_rel *rel,
 		    layout, flags);
 }
 
-/* resultRelations is a List of 1-based range table indexes */
+struct scan_state {
+	struct pgv_exec_event *record;
+	const struct pg_layout *layout;
+	const void *cells;
+	const void *rt_cells;
+	int n;
+	int rt_len;
+	__u32 kept;
+};
+
+/* One entry of resultRelations; bpf_loop keeps the verifier's work flat. */
+static long scan_one(__u32 i, void *arg)
+{
+	struct scan_state *st = arg;
+	struct pgv_exec_event *record = st->record;
+	const void *rte = NULL;
+	int rti = 0;
+
+	if ((int)i >= st->n)
+		return 1;
+	bpf_probe_read_user(&rti, sizeof(rti), st->cells + i * 8);
+	if (rti >= 1 && rti <= st->rt_len)
+		rte = (void *)pgv_read_ptr(st->rt_cells + (rti - 1) * 8);
+	if (!rte) {
+		record->hdr.flags |= PGV_F_READ_FAILED;
+		return 0;
+	}
+	if (!pgv_read_u32(rte + st->layout->rte_required_perms))
+		return 0;
+	if (st->kept >= PGV_RESULT_RELS_MAX) {
+		record->hdr.flags |= PGV_F_RELS_TRUNCATED;
+		return 1;
+	}
+	read_result_rel(&record->rels[st->kept & (PGV_RESULT_RELS_MAX - 1)],
+			rte, st->layout, &record->hdr.flags);
+	st->kept++;
+	return 0;
+}
+
+/*
+ * resultRelations is a List of 1-based range table indexes. Partitions and
+ * inheritance children reached through a parent come first and carry no
+ * permissions; the relations the statement names (the parent among them)
+ * carry the permissions it needs. Only those are kept, so a statement on a
+ * table with hundreds of partitions still shows its target; more named
+ * targets than kept are flagged, and user space reports that.
+ */
 static __always_inline void read_result_rels(struct pgv_exec_event *record,
 					     const void *plannedstmt,
 					     const struct pg_layout *layout)
 {
-	const void *results, *rtable, *cells, *rt_cells;
-	int n = 0, rt_len = 0, i;
+	struct scan_state st = { .record = record, .layout = layout };
+	const void *results, *rtable;
 
 	record->n_result_rels = 0;
 	results = (void *)pgv_read_ptr(plannedstmt + layout->ps_result_relations);
 	rtable = (void *)pgv_read_ptr(plannedstmt + layout->ps_rtable);
 	if (!results || !rtable)
 		return;
-	bpf_probe_read_user(&n, sizeof(n), results + layout->list_length);
-	bpf_probe_read_user(&rt_len, sizeof(rt_len),
+	bpf_probe_read_user(&st.n, sizeof(st.n), results + layout->list_length);
+	bpf_probe_read_user(&st.rt_len, sizeof(st.rt_len),
 			    rtable + layout->list_length);
-	cells = (void *)pgv_read_ptr(results + layout->list_elements);
-	rt_cells = (void *)pgv_read_ptr(rtable + layout->list_elements);
-	if (n > PGV_RESULT_RELS_MAX) {
+	st.cells = (void *)pgv_read_ptr(results + layout->list_elements);
+	st.rt_cells = (void *)pgv_read_ptr(rtable + layout->list_elements);
+	if (st.n > PGV_RESULT_SCAN_MAX) {
 		record->hdr.flags |= PGV_F_RELS_TRUNCATED;
-		n = PGV_RESULT_RELS_MAX;
+		st.n = PGV_RESULT_SCAN_MAX;
 	}
-	for (i = 0; i < PGV_RESULT_RELS_MAX; i++) {
-		const void *rte = NULL;
-		int rti = 0;
-
-		if (i >= n)
-			break;
-		bpf_probe_read_user(&rti, sizeof(rti), cells + i * 8);
-		if (rti >= 1 && rti <= rt_len)
-			rte = (void *)pgv_read_ptr(rt_cells + (rti - 1) * 8);
-		if (!rte)
-			record->hdr.flags |= PGV_F_READ_FAILED;
-		read_result_rel(&record->rels[i], rte, layout,
-				&record->hdr.flags);
-		record->n_result_rels = i + 1;
-	}
+	if (st.n > 0)
+		bpf_loop(st.n, scan_one, &st, 0);
+	record->n_result_rels = st.kept;
 }
 
 SEC("uprobe")

@@ -24,8 +24,12 @@ struct catalog_db {
 	struct oidmap relations;	/* oid -> catalog_relation */
 	struct oidmap functions;	/* oid -> char * */
 	struct oidmap balances;		/* relid -> catalog_balance */
-	struct oidmap allowed;		/* oid -> (void *)1 */
+	struct oidmap allowed;		/* oid -> digest of its definition */
+	bool bound;			/* the policy was bound once */
+	uint32_t changed[16];		/* allowed functions new or redefined */
+	int n_changed;
 	struct oidmap immutable;	/* relid -> (void *)1 */
+	uint32_t events_relid;		/* the hash events table */
 };
 
 struct catalog {
@@ -81,6 +85,7 @@ static void free_db(struct catalog_db *db)
 	oidmap_free(&db->relations);
 	oidmap_free(&db->functions);
 	oidmap_free(&db->balances);
+	oidmap_clear(&db->allowed, free);
 	oidmap_free(&db->allowed);
 	oidmap_free(&db->immutable);
 	if (db->conn)
@@ -164,7 +169,10 @@ static int load_relations(struct catalog_db *db, struct oidmap *balance_rels)
 			oidmap_put(&db->immutable, rel->oid, BOUND);
 		if (policy_names_match(&policy->balance_columns, rel->schema,
 				       rel->name, NULL))
-			oidmap_put(balance_rels, rel->oid, BOUND);
+			oidmap_put(balance_rels, rel->oid, rel);
+		if (policy->hash.enabled &&
+		    !strcmp(rel->qualified, policy->hash.events_table))
+			db->events_relid = rel->oid;
 	}
 	PQclear(res);
 	return 0;
@@ -205,6 +213,43 @@ static void bind_column(struct catalog_db *db, uint32_t relid, int attnum,
 	balance->names[balance->n_columns++] = strdup(attname);
 }
 
+/*
+ * Partitions and inheritance children of a protected table are protected
+ * too: an UPDATE through the parent writes to them, and the executor names
+ * them, not the parent, as its result relations. A child's balance
+ * columns are matched by the names of the table the policy named.
+ */
+static int bind_descendants(struct catalog_db *db, struct oidmap *balance_rels)
+{
+	PGresult *res;
+	int row, pass;
+	bool grew = true;
+
+	res = query(db, "SELECT inhrelid, inhparent FROM pg_inherits", 0, NULL);
+	if (!res)
+		return -EIO;
+	for (pass = 0; grew && pass < 32; pass++) {
+		grew = false;
+		for (row = 0; row < PQntuples(res); row++) {
+			uint32_t child = strtoul(PQgetvalue(res, row, 0), NULL, 10);
+			uint32_t parent = strtoul(PQgetvalue(res, row, 1), NULL, 10);
+			void *source = oidmap_get(balance_rels, parent);
+
+			if (oidmap_get(&db->immutable, parent) &&
+			    !oidmap_get(&db->immutable, child)) {
+				oidmap_put(&db->immutable, child, BOUND);
+				grew = true;
+			}
+			if (source && !oidmap_get(balance_rels, child)) {
+				oidmap_put(balance_rels, child, source);
+				grew = true;
+			}
+		}
+	}
+	PQclear(res);
+	return 0;
+}
+
 /* Bind the balance columns of the relations that match by name. */
 static int load_balance_columns(struct catalog_db *db,
 				struct oidmap *balance_rels)
@@ -226,9 +271,7 @@ static int load_balance_columns(struct catalog_db *db,
 		uint32_t relid = strtoul(PQgetvalue(res, row, 0), NULL, 10);
 		const char *attname = PQgetvalue(res, row, 2);
 
-		if (!oidmap_get(balance_rels, relid))
-			continue;
-		rel = oidmap_get(&db->relations, relid);
+		rel = oidmap_get(balance_rels, relid);
 		if (rel && policy_names_match(&policy->balance_columns,
 					      rel->schema, rel->name, attname))
 			bind_column(db, relid, atoi(PQgetvalue(res, row, 1)),
@@ -236,6 +279,29 @@ static int load_balance_columns(struct catalog_db *db,
 	}
 	PQclear(res);
 	return 0;
+}
+
+/*
+ * Bind an allowed function with the digest of its definition. After the
+ * first binding, an allowed function that appears or whose definition
+ * changes is noted: whoever can redefine postings_apply can move money
+ * through it.
+ */
+static void bind_allowed(struct catalog_db *db, uint32_t oid,
+			 const char *digest)
+{
+	char *old = oidmap_get(&db->allowed, oid), *copy;
+
+	if (old && !strcmp(old, digest))
+		return;
+	copy = strdup(digest);
+	if (!copy || oidmap_put(&db->allowed, oid, copy)) {
+		free(copy);
+		return;
+	}
+	free(old);
+	if (db->bound && db->n_changed < 16)
+		db->changed[db->n_changed++] = oid;
 }
 
 /* Load user function names; bind the allowed functions. */
@@ -246,7 +312,9 @@ static int load_functions(struct catalog_db *db)
 	char *name;
 	int row;
 
-	res = query(db, "SELECT p.oid, n.nspname, p.proname FROM pg_proc p "
+	res = query(db, "SELECT p.oid, n.nspname, p.proname, md5(concat_ws("
+		    "'|', p.prosrc, p.probin, p.prosecdef, p.proconfig, "
+		    "p.prolang, p.proowner, p.provolatile)) FROM pg_proc p "
 		    "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE "
 		    "n.nspname NOT IN ('pg_catalog', 'information_schema')",
 		    0, NULL);
@@ -261,9 +329,10 @@ static int load_functions(struct catalog_db *db)
 			continue;
 		free(oidmap_get(&db->functions, oid));
 		oidmap_put(&db->functions, oid, name);
-		if (policy_names_match(&policy->allowed_functions, schema,
+		if (oidmap_get(&db->allowed, oid) ||
+		    policy_names_match(&policy->allowed_functions, schema,
 				       proname, NULL))
-			oidmap_put(&db->allowed, oid, BOUND);
+			bind_allowed(db, oid, PQgetvalue(res, row, 3));
 	}
 	PQclear(res);
 	return 0;
@@ -298,7 +367,7 @@ static void prune_bindings(struct catalog_db *db)
 {
 	prune_map(&db->immutable, &db->relations, NULL);
 	prune_map(&db->balances, &db->relations, free_balance);
-	prune_map(&db->allowed, &db->functions, NULL);
+	prune_map(&db->allowed, &db->functions, free);
 }
 
 static int bind_policy(struct catalog_db *db)
@@ -309,12 +378,16 @@ static int bind_policy(struct catalog_db *db)
 	clear_names(db);
 	ret = load_relations(db, &balance_rels);
 	if (!ret)
+		ret = bind_descendants(db, &balance_rels);
+	if (!ret)
 		ret = load_balance_columns(db, &balance_rels);
 	if (!ret)
 		ret = load_functions(db);
 	oidmap_free(&balance_rels);
-	if (!ret)
+	if (!ret) {
 		prune_bindings(db);
+		db->bound = true;
+	}
 	log_debug("catalog '%s': %zu relations, %zu immutable, %zu with "
 		  "balances, %zu allowed functions", db->name,
 		  db->relations.count, db->immutable.count, db->balances.count,
@@ -461,6 +534,21 @@ bool catalog_allowed_function(struct catalog_db *db, uint32_t oid)
 bool catalog_immutable(struct catalog_db *db, uint32_t relid)
 {
 	return oidmap_get(&db->immutable, relid) != NULL;
+}
+
+int catalog_take_changed_allowed(struct catalog_db *db, uint32_t *oids,
+				 int max)
+{
+	int n = db->n_changed < max ? db->n_changed : max;
+
+	memcpy(oids, db->changed, n * sizeof(*oids));
+	db->n_changed = 0;
+	return n;
+}
+
+uint32_t catalog_events_table(struct catalog_db *db)
+{
+	return db->events_relid;
 }
 
 bool catalog_own_backend(struct catalog *catalog, uint32_t pid)

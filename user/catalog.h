@@ -70,6 +70,17 @@ const struct catalog_balance *catalog_balance(struct catalog_db *db,
 bool catalog_allowed_function(struct catalog_db *db, uint32_t oid);
 bool catalog_immutable(struct catalog_db *db, uint32_t relid);
 
+/*
+ * Allowed functions that appeared or were redefined since the last call
+ * (noticed when the policy is bound again after DDL). Copies up to 'max'
+ * OIDs and returns how many.
+ */
+int catalog_take_changed_allowed(struct catalog_db *db, uint32_t *oids,
+				 int max);
+
+/* The OID of the policy's hash events table in 'db', 0 if none. */
+uint32_t catalog_events_table(struct catalog_db *db);
+
 /* Is 'pid' one of this daemon's own catalog connections? */
 bool catalog_own_backend(struct catalog *catalog, uint32_t pid);
 

@@ -120,6 +120,15 @@ int classify_exec(const struct classify_bindings *bindings,
 	for (i = 0; i < event->n_result_rels && i < PGV_RESULT_RELS_MAX; i++) {
 		const struct pgv_result_rel *rel = &event->rels[i];
 
+		/*
+		 * Partitions and inheritance children reached through their
+		 * parent carry no permissions of their own: the parent, also a
+		 * result relation, stands for them, so one statement gives
+		 * one record.
+		 */
+		if (!rel->required_perms)
+			continue;
+
 		if (monetary(bindings, event, rel, &out[n]))
 			n++;
 		if (immutability(bindings, event, rel, &out[n]))

@@ -19,15 +19,23 @@
 
 #include <bpf/libbpf.h>
 
+#include <sys/stat.h>
+
 #include "catalog.h"
 #include "cli.h"
+#include "dumpfile.h"
 #include "discover.h"
 #include "feed.h"
 #include "loader.h"
 #include "log.h"
+#include "mask.h"
 #include "monitor.h"
+#include "observe.h"
 #include "pglayout.h"
 #include "policy.h"
+#include "recorder.h"
+#include "verifier.h"
+#include "privdrop.h"
 
 #define MAX_SERVERS 64
 
@@ -37,6 +45,8 @@ struct daemon {
 	const char *listen;
 	pid_t pg_pid;
 	bool unmasked;
+	bool drop_privileges;		/* after the first attach */
+	bool dropped;
 	long hold_ms;
 	struct policy *policy;
 	struct feed *feed;
@@ -44,6 +54,12 @@ struct daemon {
 	struct catalog *catalog;
 	struct monitor *monitor;
 	struct ring_buffer *ring;
+	struct recorder *recorder;
+	struct dumpfile_key dump_key;
+	bool have_dump_key;
+	struct verifier *verifier;
+	const char *pid_file;
+	bool wrote_pid_file;
 	const struct pglayout_version *version;
 	char datadir[PATH_MAX];		/* with --pg-pid: the server's */
 	uint32_t servers[MAX_SERVERS];	/* postmasters attached */
@@ -73,8 +89,15 @@ static void usage(FILE *out)
 		"                     record ids continue from its last record\n"
 		"  --pg-pid PID       watch only this postmaster (and the server\n"
 		"                     that replaces it on the same data directory)\n"
-		"  --listen ADDR:PORT serve HTTP (metrics, feed) on this address\n"
+		"  --listen ADDR:PORT serve HTTP (/metrics, /feed, /healthz,\n"
+		"                     /readyz); PORT alone means 127.0.0.1:PORT;\n"
+		"                     off loopback, the policy must give TLS and\n"
+		"                     client authentication\n"
+		"  --drop-privileges  drop every capability once attached (a\n"
+		"                     postmaster started later is not attached)\n"
 		"  --unmasked         print statements with their literal values\n"
+		"  --pid-file FILE    where 'pgvigil dump' finds the daemon\n"
+		"                     (default /run/pgvigil/pgvigil.pid)\n"
 		"  --hold-ms N        longest wait for a transaction's outcome\n"
 		"                     before a record is sent as in_progress\n"
 		"                     (default 5000)\n"
@@ -92,7 +115,9 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		{ "pg-pid", required_argument, NULL, 'P' },
 		{ "listen", required_argument, NULL, 'l' },
 		{ "unmasked", no_argument, NULL, 'u' },
+		{ "drop-privileges", no_argument, NULL, 'D' },
 		{ "hold-ms", required_argument, NULL, 'H' },
+		{ "pid-file", required_argument, NULL, 'F' },
 		{ "log-format", required_argument, NULL, 'L' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -104,6 +129,7 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 	int opt;
 
 	d->hold_ms = 5000;
+	d->pid_file = "/run/pgvigil/pgvigil.pid";
 	while ((opt = getopt_long(argc, argv, "vh", options, NULL)) != -1) {
 		switch (opt) {
 		case 'p':
@@ -125,6 +151,12 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 			break;
 		case 'u':
 			d->unmasked = true;
+			break;
+		case 'F':
+			d->pid_file = optarg;
+			break;
+		case 'D':
+			d->drop_privileges = true;
 			break;
 		case 'H':
 			d->hold_ms = strtol(optarg, &end, 10);
@@ -194,6 +226,7 @@ static int attach_server(struct daemon *d, const struct pg_server *server)
 		log_error("%s", err);
 		return ret;
 	}
+	observe_attached(server->pid, loader_probe_count(d->loader));
 	if (!d->version)
 		d->version = version;
 	if (d->n_servers < MAX_SERVERS)
@@ -212,6 +245,7 @@ static void prune_servers(struct daemon *d)
 	for (i = 0; i < d->n_servers; i++) {
 		if (kill(d->servers[i], 0) && errno == ESRCH) {
 			log_warn("postmaster %u exited", d->servers[i]);
+			observe_attached(d->servers[i], 0);
 			continue;
 		}
 		d->servers[kept++] = d->servers[i];
@@ -227,6 +261,9 @@ static void rescan(struct daemon *d)
 	size_t before;
 
 	prune_servers(d);
+	/* without CAP_BPF and CAP_PERFMON nothing new can be attached */
+	if (d->dropped)
+		return;
 	before = d->n_servers;
 	n = discover_all(&servers);
 	for (i = 0; i < n; i++) {
@@ -266,9 +303,16 @@ static int attach_initial(struct daemon *d)
 	return ret;
 }
 
+static uint64_t now_ns(void);
+
 static int on_record(void *ctx, void *data, size_t size)
 {
-	return monitor_handle(ctx, data, size);
+	uint64_t start = now_ns();
+	int ret;
+
+	ret = monitor_handle(ctx, data, size);
+	observe_classified((now_ns() - start) / 1e9);
+	return ret;
 }
 
 static void announce_ready(const struct daemon *d)
@@ -297,13 +341,20 @@ static void periodic(struct daemon *d, uint64_t *last_tick,
 		     uint64_t *last_scan)
 {
 	uint64_t drops[PGV_DROP_CAUSES], now = now_ns();
+	struct monitor_stats stats;
+	struct catalog_stats cache;
+	bool have_drops;
 
+	observe_drained(now);
 	if (now - *last_tick >= 1000000000ULL) {
 		*last_tick = now;
-		if (loader_read_drops(d->loader, drops))
-			monitor_tick(d->monitor, now, NULL, 0);
-		else
-			monitor_tick(d->monitor, now, drops, PGV_DROP_CAUSES);
+		have_drops = !loader_read_drops(d->loader, drops);
+		monitor_tick(d->monitor, now, have_drops ? drops : NULL,
+			     have_drops ? PGV_DROP_CAUSES : 0);
+		monitor_stats(d->monitor, &stats);
+		catalog_stats(d->catalog, &cache);
+		observe_tick(&stats, &cache, have_drops ? drops : NULL,
+			     PGV_DROP_CAUSES);
 	}
 	if (now - *last_scan >= 2000000000ULL) {
 		*last_scan = now;
@@ -324,11 +375,153 @@ static int run_loop(struct daemon *d)
 			return ret;
 		}
 		periodic(d, &last_tick, &last_scan);
+		if (d->recorder)
+			recorder_tick(d->recorder);
 	}
 	/* drain: what the probes sent before the signal is still reported */
 	ring_buffer__consume(d->ring);
 	monitor_flush(d->monitor);
 	return 0;
+}
+
+/* sql masker for unencrypted dumps */
+static const char *mask_for_dump(const char *sql, char *buf, size_t len)
+{
+	enum mask_method method;
+	char *masked = mask_statement(sql, &method);
+
+	if (!masked)
+		return NULL;
+	snprintf(buf, len, "%s", masked);
+	free(masked);
+	return buf;
+}
+
+static void on_dump(void *arg, const struct recorder_dump_result *result)
+{
+	char seal[2 * DUMPFILE_HASH_LEN + 1];
+	int i;
+
+	(void)arg;
+	if (result->error) {
+		log_error("cannot write a %s dump: %s", result->reason,
+			  strerror(-result->error));
+		return;
+	}
+	for (i = 0; i < DUMPFILE_HASH_LEN; i++)
+		sprintf(seal + 2 * i, "%02x", result->seal_hash[i]);
+	log_info("dump '%s' (%s, %llu records) sealed with %s", result->path,
+		 result->reason, (unsigned long long)result->records, seal);
+}
+
+/* The flight recorder, when the policy names a dump directory. */
+static int start_recorder(struct daemon *d)
+{
+	struct recorder_config config = { 0 };
+	const struct policy_dump *dump = &d->policy->dump;
+	int ret;
+
+	if (!dump->directory) {
+		log_info("no dump.directory in the policy: no forensic dumps");
+		return 0;
+	}
+	if (dump->key_file) {
+		ret = dumpfile_key_load(dump->key_file, &d->dump_key);
+		if (ret) {
+			log_error("cannot load the dump key '%s': %s",
+				  dump->key_file, strerror(-ret));
+			return ret;
+		}
+		d->have_dump_key = true;
+	}
+	config.statements = dump->statements;
+	config.min_interval_ms = dump->min_interval_ms;
+	config.directory = dump->directory;
+	config.key = d->have_dump_key ? &d->dump_key : NULL;
+	config.mask_fn = mask_for_dump;
+	config.policy_path = d->policy->path;
+	config.policy_digest = d->policy->digest;
+	config.on_dump = on_dump;
+	ret = recorder_create(&config, &d->recorder);
+	if (ret) {
+		log_error("cannot start the flight recorder: %s", strerror(-ret));
+		return ret;
+	}
+	return recorder_install_sigusr1(d->recorder);
+}
+
+static void write_pid_file(struct daemon *d)
+{
+	char dir[PATH_MAX], *slash;
+	FILE *f;
+
+	snprintf(dir, sizeof(dir), "%s", d->pid_file);
+	slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = 0;
+		mkdir(dir, 0755);
+	}
+	f = fopen(d->pid_file, "w");
+	if (!f) {
+		log_warn("cannot write pid file '%s': %s ('pgvigil dump' will "
+			 "not find this daemon)", d->pid_file, strerror(errno));
+		return;
+	}
+	fprintf(f, "%d\n", getpid());
+	fclose(f);
+	d->wrote_pid_file = true;
+}
+
+static void kick_verifier(void *arg)
+{
+	struct daemon *d = arg;
+
+	if (d->verifier)
+		verifier_kick(d->verifier);
+}
+
+/* Continuous hash verification, when the policy has hash_integrity. */
+static int start_verifier(struct daemon *d)
+{
+	char err[512];
+	int ret;
+
+	if (!d->policy->hash.enabled)
+		return 0;
+	ret = verifier_start(d->policy, d->feed, 0, &d->verifier, err,
+			     sizeof(err));
+	if (ret)
+		log_error("cannot start hash verification: %s", err);
+	return ret;
+}
+
+/*
+ * After the probes are attached: drop privileges, then start the HTTP
+ * threads, so that they never hold a capability.
+ */
+static int serve(struct daemon *d)
+{
+	char err[512];
+	int ret;
+
+	if (d->drop_privileges) {
+		ret = privdrop_after_attach(NULL, err, sizeof(err));
+		if (ret) {
+			log_error("%s", err);
+			return ret;
+		}
+		d->dropped = true;
+		log_info("dropped every capability; postmasters started from "
+			 "now on are not attached until pgvigil restarts");
+	}
+	if (!d->listen)
+		return 0;
+	ret = observe_start(d->listen, d->policy, d->feed, err, sizeof(err));
+	if (ret)
+		log_error("%s", err);
+	else
+		log_info("serving HTTP on '%s'", d->listen);
+	return ret;
 }
 
 static int setup(struct daemon *d)
@@ -349,6 +542,8 @@ static int setup(struct daemon *d)
 		log_error("%s", err);
 		return ret;
 	}
+	feed_set_rotation(d->feed, d->policy->journal.max_bytes,
+			  d->policy->journal.keep);
 	libbpf_set_print(log_libbpf);
 	ret = loader_open(&d->loader, err, sizeof(err));
 	if (ret) {
@@ -365,6 +560,12 @@ static int setup(struct daemon *d)
 	options.version = pglayout_find(15);
 	options.unmasked = d->unmasked;
 	options.hold_ns = (uint64_t)d->hold_ms * 1000000;
+	ret = start_recorder(d);
+	if (ret)
+		return ret;
+	options.recorder = d->recorder;
+	options.events_committed = kick_verifier;
+	options.arg = d;
 	ret = monitor_new(&options, &d->monitor);
 	if (ret)
 		return ret;
@@ -377,11 +578,24 @@ static int setup(struct daemon *d)
 		log_error("cannot open the ring buffer: %s", strerror(errno));
 		return -errno;
 	}
-	return 0;
+	write_pid_file(d);
+	ret = start_verifier(d);
+	if (ret)
+		return ret;
+	return serve(d);
 }
 
 static void teardown(struct daemon *d)
 {
+	/* HTTP streams hold feed readers: they end before the feed closes */
+	observe_stop();
+	verifier_stop(d->verifier);
+	if (d->recorder) {
+		recorder_flush(d->recorder);
+		recorder_free(d->recorder);
+	}
+	if (d->wrote_pid_file)
+		unlink(d->pid_file);
 	ring_buffer__free(d->ring);
 	monitor_free(d->monitor);
 	catalog_close(d->catalog);

@@ -1,8 +1,11 @@
 /*
- * The feed and its journal. See feed.h for the ordering guarantee.
+ * The feed, its journal and its readers. See feed.h for the ordering
+ * guarantee, the rotation scheme and the threads.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,16 +17,45 @@
 #include <json-c/json.h>
 
 #include "feed.h"
+#include "metrics.h"
+
+/* recent lines kept for live readers; older ones are read from the journal */
+#define FEED_RING 4096
+/* rotated files looked at when a reader searches the journal */
+#define FEED_MAX_KEEP 64
+
+struct feed_line {
+	int64_t id;
+	char *text;
+	size_t len;
+};
 
 struct feed {
 	pthread_mutex_t lock;
+	pthread_cond_t emitted;
 	int fd;			/* journal, or -1 */
+	char *path;
 	enum feed_sync sync;
 	bool to_stdout;
+	bool shutting_down;
 	int64_t next_id;
 	uint64_t count;
 	uint64_t journal_bytes;
+	uint64_t rotations;
+	off_t segment_bytes;	/* size of the active journal file */
+	long long max_bytes;
+	int keep;
 	time_t last_sync;
+	struct feed_line ring[FEED_RING];
+	size_t ring_start;	/* index of the oldest line */
+	size_t ring_count;
+};
+
+struct feed_reader {
+	struct feed *feed;
+	int64_t next;		/* id wanted next */
+	FILE *file;		/* journal file being replayed, or NULL */
+	int64_t file_first;	/* first id in 'file' */
 };
 
 int feed_parse_sync(const char *name, enum feed_sync *sync)
@@ -39,6 +71,18 @@ int feed_parse_sync(const char *name, enum feed_sync *sync)
 	return 0;
 }
 
+/* The id of a journal line, or 0 for a line that is not a record. */
+static int64_t line_id(const char *line)
+{
+	struct json_object *obj = json_tokener_parse(line), *id;
+	int64_t result = 0;
+
+	if (obj && json_object_object_get_ex(obj, "id", &id))
+		result = json_object_get_int64(id);
+	json_object_put(obj);
+	return result;
+}
+
 /*
  * The id of the journal's last complete line. A line cut by a crash (no
  * newline) is ignored; the next record starts on a fresh line.
@@ -47,8 +91,6 @@ static int64_t last_id(int fd, bool *needs_newline)
 {
 	char buf[65536];
 	off_t size = lseek(fd, 0, SEEK_END), start;
-	struct json_object *obj, *id;
-	int64_t result = 0;
 	ssize_t n;
 	char *end, *line;
 
@@ -71,49 +113,104 @@ static int64_t last_id(int fd, bool *needs_newline)
 	line = end;
 	while (line > buf && line[-1] != '\n')
 		line--;
-	obj = json_tokener_parse(line);
-	if (obj && json_object_object_get_ex(obj, "id", &id))
-		result = json_object_get_int64(id);
-	json_object_put(obj);
-	return result;
+	return line_id(line);
+}
+
+/* "FILE" for k == 0, "FILE.k" otherwise */
+static void segment_path(const struct feed *feed, int k, char *buf,
+			 size_t len)
+{
+	if (k == 0)
+		snprintf(buf, len, "%s", feed->path);
+	else
+		snprintf(buf, len, "%s.%d", feed->path, k);
+}
+
+/*
+ * After a rotation and a restart the active file may be empty: the last id
+ * is then in FILE.1.
+ */
+static int64_t rotated_last_id(struct feed *feed)
+{
+	char path[PATH_MAX];
+	bool unused;
+	int64_t id;
+	int fd;
+
+	segment_path(feed, 1, path, sizeof(path));
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	id = last_id(fd, &unused);
+	close(fd);
+	return id;
+}
+
+static int journal_open(struct feed *feed, char *err, size_t err_len)
+{
+	bool needs_newline = false;
+	int ret;
+
+	feed->fd = open(feed->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC,
+			0600);
+	if (feed->fd < 0) {
+		ret = -errno;
+		snprintf(err, err_len, "cannot open journal '%s': %s",
+			 feed->path, strerror(-ret));
+		return ret;
+	}
+	/* an existing journal keeps its mode otherwise; records are private */
+	if (fchmod(feed->fd, 0600)) {
+		ret = -errno;
+		snprintf(err, err_len, "cannot chmod journal '%s': %s",
+			 feed->path, strerror(-ret));
+		return ret;
+	}
+	feed->next_id = last_id(feed->fd, &needs_newline);
+	feed->segment_bytes = lseek(feed->fd, 0, SEEK_END);
+	if (!feed->next_id && !feed->segment_bytes)
+		feed->next_id = rotated_last_id(feed);
+	if (needs_newline && write(feed->fd, "\n", 1) != 1) {
+		ret = -errno;
+		snprintf(err, err_len, "cannot write journal '%s': %s",
+			 feed->path, strerror(-ret));
+		return ret;
+	}
+	return 0;
 }
 
 int feed_open(const char *journal, enum feed_sync sync, bool to_stdout,
 	      struct feed **out, char *err, size_t err_len)
 {
 	struct feed *feed = calloc(1, sizeof(*feed));
-	bool needs_newline = false;
-	int ret;
+	int ret = 0;
 
 	if (!feed)
 		return -ENOMEM;
 	pthread_mutex_init(&feed->lock, NULL);
+	pthread_cond_init(&feed->emitted, NULL);
 	feed->fd = -1;
 	feed->sync = sync;
 	feed->to_stdout = to_stdout;
 	if (journal) {
-		feed->fd = open(journal, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC,
-				0600);
-		if (feed->fd < 0) {
-			ret = -errno;
-			snprintf(err, err_len, "cannot open journal '%s': %s",
-				 journal, strerror(-ret));
-			free(feed);
-			return ret;
-		}
-		feed->next_id = last_id(feed->fd, &needs_newline);
-		if (needs_newline && write(feed->fd, "\n", 1) != 1) {
-			ret = -errno;
-			snprintf(err, err_len, "cannot write journal '%s': %s",
-				 journal, strerror(-ret));
-			close(feed->fd);
-			free(feed);
-			return ret;
-		}
+		feed->path = strdup(journal);
+		ret = feed->path ? journal_open(feed, err, err_len) : -ENOMEM;
+	}
+	if (ret) {
+		feed_close(feed);
+		return ret;
 	}
 	feed->next_id += 1;
 	*out = feed;
 	return 0;
+}
+
+void feed_set_rotation(struct feed *feed, long long max_bytes, int keep)
+{
+	feed->max_bytes = max_bytes > 0 ? max_bytes : 0;
+	if (keep < 1)
+		keep = 1;
+	feed->keep = keep < FEED_MAX_KEEP ? keep : FEED_MAX_KEEP;
 }
 
 static int write_all(int fd, const char *buf, size_t len)
@@ -132,6 +229,47 @@ static int write_all(int fd, const char *buf, size_t len)
 	return 0;
 }
 
+/* A rename or a new file is durable only once its directory is synced */
+static void sync_directory(const char *path)
+{
+	char copy[PATH_MAX];
+	int fd;
+
+	snprintf(copy, sizeof(copy), "%s", path);
+	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	fsync(fd);
+	close(fd);
+}
+
+/* Called with the lock held, after the record that crossed max_bytes */
+static int journal_rotate(struct feed *feed)
+{
+	char from[PATH_MAX], to[PATH_MAX];
+	int k, fd;
+
+	if (fdatasync(feed->fd))
+		return -errno;
+	segment_path(feed, feed->keep, to, sizeof(to));
+	unlink(to);
+	for (k = feed->keep - 1; k >= 0; k--) {
+		segment_path(feed, k, from, sizeof(from));
+		segment_path(feed, k + 1, to, sizeof(to));
+		if (rename(from, to) && errno != ENOENT)
+			return -errno;
+	}
+	fd = open(feed->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	close(feed->fd);
+	feed->fd = fd;
+	feed->segment_bytes = 0;
+	feed->rotations++;
+	sync_directory(feed->path);
+	return 0;
+}
+
 static int journal_append(struct feed *feed, const char *line, size_t len)
 {
 	time_t now;
@@ -141,54 +279,103 @@ static int journal_append(struct feed *feed, const char *line, size_t len)
 	if (ret)
 		return ret;
 	feed->journal_bytes += len;
-	if (feed->sync == FEED_SYNC_ALWAYS)
-		return fdatasync(feed->fd) ? -errno : 0;
+	feed->segment_bytes += len;
+	if (feed->sync == FEED_SYNC_ALWAYS && fdatasync(feed->fd))
+		return -errno;
 	now = time(NULL);
 	if (feed->sync == FEED_SYNC_INTERVAL && now != feed->last_sync) {
 		feed->last_sync = now;
-		return fdatasync(feed->fd) ? -errno : 0;
+		if (fdatasync(feed->fd))
+			return -errno;
 	}
+	/* the record is in; a failed rotation is retried on the next one */
+	if (feed->max_bytes && feed->segment_bytes >= feed->max_bytes)
+		journal_rotate(feed);
 	return 0;
+}
+
+/* Called with the lock held; the ring takes ownership of 'text' */
+static void ring_push(struct feed *feed, int64_t id, char *text, size_t len)
+{
+	struct feed_line *slot;
+
+	if (feed->ring_count == FEED_RING) {
+		free(feed->ring[feed->ring_start].text);
+		feed->ring_start = (feed->ring_start + 1) % FEED_RING;
+		feed->ring_count--;
+	}
+	slot = &feed->ring[(feed->ring_start + feed->ring_count) % FEED_RING];
+	slot->id = id;
+	slot->text = text;
+	slot->len = len;
+	feed->ring_count++;
+}
+
+static char *numbered_line(struct json_object *record, int64_t id,
+			   size_t *len)
+{
+	struct json_object *numbered = json_object_new_object();
+	const char *text;
+	char *line = NULL;
+
+	if (!numbered)
+		return NULL;
+	json_object_object_add(numbered, "id", json_object_new_int64(id));
+	json_object_object_foreach(record, key, value)
+		if (strcmp(key, "id"))
+			json_object_object_add(numbered, key,
+					       json_object_get(value));
+	text = json_object_to_json_string_ext(numbered, JSON_C_TO_STRING_PLAIN);
+	*len = strlen(text);
+	line = malloc(*len + 2);
+	if (line) {
+		memcpy(line, text, *len);
+		line[(*len)++] = '\n';
+		line[*len] = 0;
+	}
+	json_object_put(numbered);
+	return line;
+}
+
+static void count_violation(struct json_object *record)
+{
+	struct json_object *invariant = NULL, *rule = NULL;
+
+	json_object_object_get_ex(record, "invariant", &invariant);
+	json_object_object_get_ex(record, "rule", &rule);
+	metrics_inc(METRIC_VIOLATIONS, json_object_get_string(invariant),
+		    json_object_get_string(rule));
 }
 
 int64_t feed_emit(struct feed *feed, struct json_object *record)
 {
-	struct json_object *numbered = json_object_new_object();
-	const char *text;
 	char *line;
 	size_t len;
 	int64_t id;
 	int ret = 0;
 
-	if (!numbered)
-		return -ENOMEM;
 	pthread_mutex_lock(&feed->lock);
 	id = feed->next_id;
-	json_object_object_add(numbered, "id", json_object_new_int64(id));
-	json_object_object_foreach(record, key, value)
-		json_object_object_add(numbered, key, json_object_get(value));
-	text = json_object_to_json_string_ext(numbered, JSON_C_TO_STRING_PLAIN);
-	len = strlen(text);
-	line = malloc(len + 2);
+	line = numbered_line(record, id, &len);
 	if (!line) {
-		ret = -ENOMEM;
-		goto out;
+		pthread_mutex_unlock(&feed->lock);
+		return -ENOMEM;
 	}
-	memcpy(line, text, len);
-	line[len++] = '\n';
 	if (feed->fd >= 0)
 		ret = journal_append(feed, line, len);
 	if (!ret) {
+		count_violation(record);
 		/* in the journal: the id is spent whatever stdout does */
 		feed->next_id++;
 		feed->count++;
 		if (feed->to_stdout)
 			ret = write_all(STDOUT_FILENO, line, len);
+		ring_push(feed, id, line, len);
+		pthread_cond_broadcast(&feed->emitted);
+	} else {
+		free(line);
 	}
-	free(line);
-out:
 	pthread_mutex_unlock(&feed->lock);
-	json_object_put(numbered);
 	return ret ? ret : id;
 }
 
@@ -202,14 +389,251 @@ uint64_t feed_journal_bytes(const struct feed *feed)
 	return feed->journal_bytes;
 }
 
+uint64_t feed_rotations(const struct feed *feed)
+{
+	return feed->rotations;
+}
+
+int64_t feed_next_id(struct feed *feed)
+{
+	int64_t id;
+
+	pthread_mutex_lock(&feed->lock);
+	id = feed->next_id;
+	pthread_mutex_unlock(&feed->lock);
+	return id;
+}
+
+void feed_shutdown(struct feed *feed)
+{
+	pthread_mutex_lock(&feed->lock);
+	feed->shutting_down = true;
+	pthread_cond_broadcast(&feed->emitted);
+	pthread_mutex_unlock(&feed->lock);
+}
+
 void feed_close(struct feed *feed)
 {
+	size_t i;
+
 	if (!feed)
 		return;
 	if (feed->fd >= 0) {
 		fdatasync(feed->fd);
 		close(feed->fd);
 	}
+	for (i = 0; i < feed->ring_count; i++)
+		free(feed->ring[(feed->ring_start + i) % FEED_RING].text);
+	pthread_cond_destroy(&feed->emitted);
 	pthread_mutex_destroy(&feed->lock);
+	free(feed->path);
 	free(feed);
+}
+
+int feed_reader_open(struct feed *feed, int64_t after,
+		     struct feed_reader **out)
+{
+	struct feed_reader *reader = calloc(1, sizeof(*reader));
+
+	if (!reader)
+		return -ENOMEM;
+	reader->feed = feed;
+	reader->next = after >= 0 ? after + 1 : 1;
+	*out = reader;
+	return 0;
+}
+
+void feed_reader_close(struct feed_reader *reader)
+{
+	if (!reader)
+		return;
+	if (reader->file)
+		fclose(reader->file);
+	free(reader);
+}
+
+/* The id of a journal file's first record; 0 if absent or empty. */
+static int64_t segment_first_id(const char *path)
+{
+	FILE *file = fopen(path, "re");
+	char *line = NULL;
+	size_t cap = 0;
+	int64_t id = 0;
+
+	if (!file)
+		return 0;
+	while (!id && getline(&line, &cap, file) > 0)
+		id = line_id(line);
+	free(line);
+	fclose(file);
+	return id;
+}
+
+/*
+ * Open the journal file holding the reader's next id: the newest file
+ * whose first id is not past it; failing that the oldest file after a
+ * hole retention left, moving the cursor to it. Called with the feed lock
+ * held so no rotation renames files under the search. Returns 0 or -ENOENT.
+ */
+static int reader_find_segment(struct feed_reader *reader, int64_t skip)
+{
+	struct feed *feed = reader->feed;
+	int64_t first, best_first = 0, after_first = 0;
+	int k, best = -1, after = -1;
+	char path[PATH_MAX];
+
+	for (k = feed->keep; k >= 0; k--) {
+		segment_path(feed, k, path, sizeof(path));
+		first = segment_first_id(path);
+		if (!first || first == skip)
+			continue;
+		if (first <= reader->next && first > best_first) {
+			best = k;
+			best_first = first;
+		} else if (first > reader->next &&
+			   (!after_first || first < after_first)) {
+			after = k;
+			after_first = first;
+		}
+	}
+	if (best < 0 && after < 0)
+		return -ENOENT;
+	if (best < 0) {
+		best = after;
+		best_first = after_first;
+		reader->next = after_first;
+	}
+	segment_path(feed, best, path, sizeof(path));
+	reader->file = fopen(path, "re");
+	reader->file_first = best_first;
+	return reader->file ? 0 : -ENOENT;
+}
+
+/*
+ * Replay the next record from the journal files, outside the feed lock.
+ * Returns its id with the line, or 0 when the journal has nothing at or
+ * after the cursor that is older than the live ring.
+ */
+static int64_t reader_replay(struct feed_reader *reader, char **line,
+			     size_t *len)
+{
+	int64_t id, exhausted = 0;
+	size_t cap;
+	ssize_t n;
+
+	for (;;) {
+		if (!reader->file) {
+			pthread_mutex_lock(&reader->feed->lock);
+			n = reader->feed->path ?
+				reader_find_segment(reader, exhausted) : -ENOENT;
+			pthread_mutex_unlock(&reader->feed->lock);
+			if (n)
+				return 0;
+		}
+		*line = NULL;
+		cap = 0;
+		while ((n = getline(line, &cap, reader->file)) > 0) {
+			/* a line cut by a crash has no newline: not a record */
+			if ((*line)[n - 1] != '\n')
+				break;
+			id = line_id(*line);
+			if (id >= reader->next) {
+				*len = n;
+				reader->next = id + 1;
+				return id;
+			}
+		}
+		free(*line);
+		*line = NULL;
+		fclose(reader->file);
+		reader->file = NULL;
+		if (exhausted == reader->file_first)
+			return 0;
+		exhausted = reader->file_first;
+	}
+}
+
+/* Called with the lock held: the ring line for the cursor, if it holds it */
+static struct feed_line *ring_find(struct feed *feed, int64_t id)
+{
+	struct feed_line *oldest;
+
+	if (!feed->ring_count)
+		return NULL;
+	oldest = &feed->ring[feed->ring_start];
+	if (id < oldest->id || id >= feed->next_id)
+		return NULL;
+	return &feed->ring[(feed->ring_start + (id - oldest->id)) % FEED_RING];
+}
+
+static int wait_emitted(struct feed *feed, int timeout_ms)
+{
+	struct timespec deadline;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (deadline.tv_nsec >= 1000000000) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000;
+	}
+	return pthread_cond_timedwait(&feed->emitted, &feed->lock, &deadline);
+}
+
+/* Called with the lock held: copy the ring's line for the cursor */
+static int64_t ring_take(struct feed_reader *reader, struct feed_line *slot,
+			 char **line, size_t *len)
+{
+	*line = malloc(slot->len + 1);
+	if (!*line)
+		return -ENOMEM;
+	memcpy(*line, slot->text, slot->len + 1);
+	*len = slot->len;
+	reader->next = slot->id + 1;
+	return slot->id;
+}
+
+int64_t feed_reader_next(struct feed_reader *reader, int timeout_ms,
+			 char **line, size_t *len)
+{
+	struct feed *feed = reader->feed;
+	struct feed_line *slot;
+	int64_t id = 0;
+
+	pthread_mutex_lock(&feed->lock);
+	for (;;) {
+		if (feed->shutting_down) {
+			id = -ESHUTDOWN;
+			break;
+		}
+		if (reader->next >= feed->next_id) {
+			if (wait_emitted(feed, timeout_ms) == ETIMEDOUT)
+				break;
+			continue;
+		}
+		slot = ring_find(feed, reader->next);
+		if (slot) {
+			id = ring_take(reader, slot, line, len);
+			break;
+		}
+		pthread_mutex_unlock(&feed->lock);
+		id = reader_replay(reader, line, len);
+		pthread_mutex_lock(&feed->lock);
+		if (id > 0 && id < feed->next_id)
+			break;
+		if (id > 0) {
+			/* written but not yet synced: wait for it in the ring */
+			free(*line);
+			reader->next = id;
+		} else if (feed->ring_count &&
+			   reader->next < feed->ring[feed->ring_start].id) {
+			/* nothing older left on disk: carry on from the ring */
+			reader->next = feed->ring[feed->ring_start].id;
+		} else if (!feed->ring_count) {
+			reader->next = feed->next_id;
+		}
+		id = 0;
+	}
+	pthread_mutex_unlock(&feed->lock);
+	return id;
 }

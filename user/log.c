@@ -45,6 +45,19 @@ int log_parse_format(const char *name, enum log_format *format)
 	return 0;
 }
 
+int log_parse_level(const char *name, enum log_level *level)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {
+		if (!strcmp(name, level_names[i])) {
+			*level = i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
 bool log_enabled(enum log_level level)
 {
 	return level >= threshold;

@@ -21,6 +21,9 @@ void log_setup(enum log_level level, enum log_format format);
 /* Parse "text", "json" or "auto"; returns 0 or -EINVAL. */
 int log_parse_format(const char *name, enum log_format *format);
 
+/* Parse "debug", "info", "warning" or "error"; returns 0 or -EINVAL. */
+int log_parse_level(const char *name, enum log_level *level);
+
 bool log_enabled(enum log_level level);
 
 void log_msg(enum log_level level, const char *fmt, ...)

@@ -10,6 +10,7 @@
 
 static const struct cli_command commands[] = {
 	{ "run", cmd_run, "attach to PostgreSQL and report violations live" },
+	{ "feed", cmd_feed, "print the live violation feed of a running monitor" },
 	{ "demo", cmd_demo, "run the live demo on a throwaway server (root)" },
 	{ "verify", cmd_verify, "verify the ledger's hash chain" },
 	{ "checkpoint", cmd_checkpoint, "check the signatures of a checkpoint file" },

@@ -22,16 +22,33 @@
 #include "log.h"
 #include "mask.h"
 #include "monitor.h"
+#include "observe.h"
 #include "oidmap.h"
 #include "wire.h"
+#include "recorder.h"
+
+/* long enough for a committing backend to finish making it visible */
+#define DDL_SETTLE_NS (200 * 1000000ULL)
 
 struct backend {
 	uint32_t pid;
 	uint32_t ppid;
+	uint32_t uid;			/* the server's OS user */
+	uint64_t cgroup_id;		/* tells containers apart */
+	char comm[PGV_COMM_LEN + 1];
 	uint64_t last_seq;
 	bool has_session;
 	bool reported_unclassified;
 	bool ddl;			/* a utility statement in this xact */
+	bool inserted_events;		/* into the hash events table */
+	/*
+	 * DDL committed, catalog not re-read yet: the commit probe fires
+	 * before the transaction becomes visible to other sessions, so the
+	 * catalog is re-read at the backend's next event (or exit), which
+	 * comes after, or after a short delay when the backend stays idle.
+	 */
+	uint64_t ddl_committed_ns;
+	uint64_t start_ns;		/* first seen: tells pid reuse apart */
 	char user[PGV_NAME_MAX];
 	char database[PGV_NAME_MAX];
 	char application[PGV_APP_MAX];
@@ -240,11 +257,16 @@ static struct backend *backend_of(struct monitor *monitor,
 		}
 		backend->pid = hdr->pid;
 		backend->ppid = hdr->ppid;
+		backend->start_ns = hdr->time_ns;
+		backend->uid = hdr->uid;
+		backend->cgroup_id = hdr->cgroup_id;
+		memcpy(backend->comm, hdr->comm, PGV_COMM_LEN);
 		monitor->stats.backends++;
 	}
 	expected = backend->last_seq + 1;
 	if (hdr->seq > expected) {
 		monitor->stats.events_lost += hdr->seq - expected;
+		observe_sequence_gap(hdr->pid, hdr->seq - expected);
 		report_backend(monitor, "events_lost", backend, "lost",
 			       hdr->seq - expected, NULL);
 		/* what the client sent in between is unknown */
@@ -283,6 +305,20 @@ static void copy_name(char *dst, const char *src, size_t len)
 	dst[len - 1] = 0;
 }
 
+static struct json_object *session_json(const struct backend *backend);
+
+static void record_session(struct monitor *monitor, struct backend *backend)
+{
+	struct json_object *session;
+
+	if (!monitor->options.recorder)
+		return;
+	session = session_json(backend);
+	recorder_session(monitor->options.recorder, backend->pid,
+			 backend->start_ns, session);
+	json_object_put(session);
+}
+
 static void on_session(struct monitor *monitor, struct backend *backend,
 		       const struct pgv_session_event *event)
 {
@@ -295,6 +331,7 @@ static void on_session(struct monitor *monitor, struct backend *backend,
 	format_client(event->client_addr, backend->client,
 		      sizeof(backend->client));
 	backend->has_session = true;
+	record_session(monitor, backend);
 	if (!backend->database[0] || backend->db)
 		return;
 	backend->db = catalog_db(monitor->options.catalog, backend->database,
@@ -317,6 +354,14 @@ static struct json_object *session_json(const struct backend *backend)
 			       json_object_new_string(backend->application));
 	json_object_object_add(session, "client",
 			       json_object_new_string(backend->client));
+	json_object_object_add(session, "postmaster",
+			       json_object_new_int64(backend->ppid));
+	json_object_object_add(session, "os_uid",
+			       json_object_new_int64(backend->uid));
+	json_object_object_add(session, "comm",
+			       json_object_new_string(backend->comm));
+	json_object_object_add(session, "cgroup_id",
+			       json_object_new_int64((int64_t)backend->cgroup_id));
 	return session;
 }
 
@@ -607,9 +652,16 @@ static void classify_and_hold(struct monitor *monitor, struct backend *backend,
 {
 	int i;
 
-	for (i = 0; i < n; i++)
-		hold(backend, build_record(monitor, backend, hdr, &found[i], stmt),
-		     hdr->time_ns);
+	for (i = 0; i < n; i++) {
+		struct json_object *record = build_record(monitor, backend, hdr,
+							  &found[i], stmt);
+
+		hold(backend, record, hdr->time_ns);
+		if (monitor->options.recorder)
+			recorder_violation(monitor->options.recorder,
+					   backend->pid, backend->start_ns,
+					   record);
+	}
 }
 
 static struct classify_bindings bindings_of(struct monitor *monitor,
@@ -626,6 +678,110 @@ static struct classify_bindings bindings_of(struct monitor *monitor,
 	return bindings;
 }
 
+static const char *const command_names[8] = {
+	"UNKNOWN", "SELECT", "UPDATE", "INSERT", "DELETE", "MERGE", "UTILITY",
+	"NOTHING",
+};
+
+/*
+ * Give the flight recorder the statement, unmasked: it masks what it writes
+ * unless the dump is encrypted. 'exec' is NULL for a utility statement.
+ */
+/*
+ * The client's own statement and values, as captured: the recorder masks
+ * them (and drops the values) when it writes an unencrypted dump.
+ */
+static void record_client(struct json_object *record,
+			  const struct wire_command *client)
+{
+	struct json_object *values;
+	uint16_t i;
+
+	json_object_object_add(record, "client_protocol", json_object_new_string(
+				       client->protocol == WIRE_SIMPLE
+					       ? "simple" : "extended"));
+	if (client->text)
+		json_object_object_add(record, "client_statement",
+				       json_object_new_string(client->text));
+	if (client->protocol != WIRE_EXTENDED)
+		return;
+	values = json_object_new_array();
+	for (i = 0; i < client->n_values; i++)
+		json_object_array_add(values, value_json(&client->values[i]));
+	json_object_object_add(record, "bind_values", values);
+}
+
+static void record_statement(struct monitor *monitor, struct backend *backend,
+			     const struct pgv_header *hdr, const char *text,
+			     const struct pgv_exec_event *exec,
+			     const struct wire_command *client)
+{
+	struct json_object *record, *rels;
+	char stamp[40];
+	int i;
+
+	if (!monitor->options.recorder)
+		return;
+	record = json_object_new_object();
+	format_time(monitor, hdr->time_ns, stamp, sizeof(stamp));
+	json_object_object_add(record, "time", json_object_new_string(stamp));
+	json_object_object_add(record, "backend_seq",
+			       json_object_new_int64(hdr->seq));
+	json_object_object_add(record, "command", json_object_new_string(
+		exec ? command_names[exec->operation & 7] : "UTILITY"));
+	json_object_object_add(record, "statement", json_object_new_string(text));
+	rels = json_object_new_array();
+	for (i = 0; exec && i < exec->n_result_rels && i < PGV_RESULT_RELS_MAX; i++)
+		json_object_array_add(rels,
+				      json_object_new_int64(exec->rels[i].relid));
+	json_object_object_add(record, "result_relation_oids", rels);
+	json_object_object_add(record, "depth", json_object_new_int64(hdr->depth));
+	if (backend->db)
+		json_object_object_add(record, "function_stack",
+				       function_stack(backend, hdr));
+	if (client)
+		record_client(record, client);
+	recorder_add(monitor->options.recorder, backend->pid, backend->start_ns,
+		     record);
+	json_object_put(record);
+}
+
+/* Inserts into the hash events table wake the verifier at commit. */
+static void note_event_inserts(struct backend *backend,
+			       const struct pgv_exec_event *event)
+{
+	uint32_t events = catalog_events_table(backend->db);
+	int i;
+
+	for (i = 0; events && i < event->n_result_rels &&
+		    i < PGV_RESULT_RELS_MAX; i++)
+		if (event->rels[i].relid == events &&
+		    (event->rels[i].required_perms & ACL_INSERT_BIT))
+			backend->inserted_events = true;
+}
+
+/*
+ * A statement named more write targets than the probe keeps: the ones not
+ * kept were not classified, so the blind spot is reported with the
+ * statement.
+ */
+static void report_truncated(struct monitor *monitor, struct backend *backend,
+			     const struct pgv_header *hdr, const char *text,
+			     uint32_t full_len, bool text_truncated)
+{
+	struct json_object *record = monitor_record(monitor,
+						    "relations_not_classified");
+
+	json_object_object_add(record, "detail", json_object_new_string(
+		"the statement writes more relations than the probe keeps; "
+		"those beyond were not classified"));
+	add_statement(monitor, record, text, full_len, text_truncated);
+	json_object_object_add(record, "session", session_json(backend));
+	json_object_object_add(record, "backend_seq",
+			       json_object_new_int64(hdr->seq));
+	emit(monitor, record);
+}
+
 static void on_exec(struct monitor *monitor, struct backend *backend,
 		    const struct pgv_exec_event *event)
 {
@@ -638,8 +794,15 @@ static void on_exec(struct monitor *monitor, struct backend *backend,
 	/* every statement moves the join along, violation or not */
 	stmt.client = backend->wire ? wire_match(backend->wire, event->text)
 				    : NULL;
+	record_statement(monitor, backend, &event->hdr, event->text, event,
+			 stmt.client);
+	if (event->hdr.flags & PGV_F_RELS_TRUNCATED)
+		report_truncated(monitor, backend, &event->hdr, event->text,
+				 event->text_len,
+				 event->hdr.flags & PGV_F_TEXT_TRUNCATED);
 	if (!event->n_result_rels || !classifiable(monitor, backend))
 		return;
+	note_event_inserts(backend, event);
 	bindings = bindings_of(monitor, backend);
 	n = classify_exec(&bindings, event, found);
 	if (!n)
@@ -657,8 +820,9 @@ static void on_utility(struct monitor *monitor, struct backend *backend,
 					    event->node_tag);
 
 	monitor->stats.statements[6]++;
-	if (backend->wire)
-		wire_match(backend->wire, event->text);
+	record_statement(monitor, backend, &event->hdr, event->text, NULL,
+			 backend->wire ? wire_match(backend->wire, event->text)
+				       : NULL);
 	free(backend->utility_text);
 	backend->utility_text = strndup(event->text, event->text_captured);
 	backend->utility_len = event->text_len;
@@ -685,6 +849,10 @@ static void on_target(struct monitor *monitor, struct backend *backend,
 	struct statement stmt;
 	int n;
 
+	if (event->hdr.flags & PGV_F_RELS_TRUNCATED)
+		report_truncated(monitor, backend, &event->hdr,
+				 backend->utility_text ? backend->utility_text : "",
+				 backend->utility_len, backend->utility_truncated);
 	if (!classifiable(monitor, backend))
 		return;
 	bindings = bindings_of(monitor, backend);
@@ -702,15 +870,67 @@ static void on_target(struct monitor *monitor, struct backend *backend,
 static void on_xact(struct monitor *monitor, struct backend *backend,
 		    const struct pgv_xact_event *event)
 {
+	bool committed = event->kind == PGV_XACT_COMMIT;
+
 	if (event->kind == PGV_XACT_START)
 		return;
-	release(monitor, backend, event->kind == PGV_XACT_COMMIT
-					  ? "committed" : "rolled_back");
-	if (backend->ddl && event->kind == PGV_XACT_COMMIT && backend->db &&
-	    catalog_invalidate(backend->db))
+	release(monitor, backend, committed ? "committed" : "rolled_back");
+	if (monitor->options.recorder)
+		recorder_xact_end(monitor->options.recorder, backend->pid,
+				  backend->start_ns,
+				  committed ? "committed" : "aborted");
+	if (backend->inserted_events && committed &&
+	    monitor->options.events_committed)
+		monitor->options.events_committed(monitor->options.arg);
+	backend->inserted_events = false;
+	if (backend->ddl && committed && backend->db)
+		backend->ddl_committed_ns = event->hdr.time_ns;
+	backend->ddl = false;
+}
+
+/* An allowed function was created or redefined by this backend's DDL. */
+static void report_allowed_change(struct monitor *monitor,
+				  struct backend *backend, uint32_t oid)
+{
+	struct json_object *record = json_object_new_object(), *xact;
+	char stamp[40];
+
+	format_time(monitor, backend->ddl_committed_ns, stamp, sizeof(stamp));
+	json_object_object_add(record, "time", json_object_new_string(stamp));
+	json_object_object_add(record, "invariant",
+			       json_object_new_string("monetary"));
+	json_object_object_add(record, "rule", json_object_new_string(
+				       "allowed_function_redefined"));
+	json_object_object_add(record, "function", json_object_new_string(
+				       catalog_function(backend->db, oid)));
+	json_object_object_add(record, "function_oid",
+			       json_object_new_int64(oid));
+	add_statement(monitor, record,
+		      backend->utility_text ? backend->utility_text : "",
+		      backend->utility_len, backend->utility_truncated);
+	json_object_object_add(record, "session", session_json(backend));
+	xact = json_object_new_object();
+	json_object_object_add(xact, "outcome",
+			       json_object_new_string("committed"));
+	json_object_object_add(record, "transaction", xact);
+	emit(monitor, record);
+}
+
+/* Re-read the catalog after DDL this backend committed, if still due. */
+static void refresh_after_ddl(struct monitor *monitor, struct backend *backend)
+{
+	uint32_t changed[16];
+	int n, i;
+
+	if (!backend->ddl_committed_ns || !backend->db)
+		return;
+	if (catalog_invalidate(backend->db))
 		log_warn("cannot refresh the catalog of '%s' after DDL",
 			 backend->database);
-	backend->ddl = false;
+	n = catalog_take_changed_allowed(backend->db, changed, 16);
+	for (i = 0; i < n; i++)
+		report_allowed_change(monitor, backend, changed[i]);
+	backend->ddl_committed_ns = 0;
 }
 
 /*
@@ -759,6 +979,9 @@ static void on_backend_exit(struct monitor *monitor, struct backend *backend)
 	if (backend->wire && wire_end(backend->wire) == -EPIPE)
 		log_debug("backend %u: connection ended mid-message",
 			  backend->pid);
+	if (monitor->options.recorder)
+		recorder_backend_exit(monitor->options.recorder, backend->pid,
+				      backend->start_ns);
 	free_backend(oidmap_remove(&monitor->backends, backend->pid));
 }
 
@@ -808,6 +1031,7 @@ int monitor_handle(struct monitor *monitor, const void *data, size_t size)
 	backend = backend_of(monitor, hdr);
 	if (!backend)
 		return 0;
+	refresh_after_ddl(monitor, backend);
 	switch (hdr->type) {
 	case PGV_EV_EXEC: {
 		const struct pgv_exec_event *e = data;
@@ -884,6 +1108,9 @@ void monitor_tick(struct monitor *monitor, uint64_t now_ns,
 		if (backend->held &&
 		    now_ns - backend->held_since_ns > monitor->options.hold_ns)
 			release(monitor, backend, "in_progress");
+		if (backend->ddl_committed_ns &&
+		    now_ns - backend->ddl_committed_ns > DDL_SETTLE_NS)
+			refresh_after_ddl(monitor, backend);
 	}
 	if (drops)
 		report_drops(monitor, drops, n_drops);

@@ -27,6 +27,10 @@ struct monitor_options {
 	const struct pglayout_version *version;
 	bool unmasked;			/* statements as captured */
 	uint64_t hold_ns;		/* longest wait for an outcome */
+	struct recorder *recorder;	/* flight recorder, or NULL */
+	/* a transaction that inserted into the events table committed */
+	void (*events_committed)(void *arg);
+	void *arg;
 };
 
 struct monitor_stats {

@@ -398,6 +398,8 @@ static int parse_root(struct parse *p, yaml_node_t *root)
 		err = parse_fields(p, value, section->key, section->fields);
 		if (err)
 			return err;
+		if (!strcmp(section->key, "hash_integrity"))
+			p->policy->hash.enabled = true;
 	}
 	return 0;
 }
@@ -537,7 +539,6 @@ int policy_load(const char *path, struct policy **out, char *err,
 		policy_free(p.policy);
 		return ret;
 	}
-	p.policy->hash.enabled = true;
 	*out = p.policy;
 	return 0;
 }

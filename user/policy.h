@@ -39,7 +39,7 @@ struct policy_hash {
 	char *checkpoint_file;	/* NULL: no checkpoints */
 	char *checkpoint_key;	/* Ed25519 private key, PEM */
 	int sweep_interval_s;	/* full sweep in 'run'; 0 disables */
-	bool enabled;
+	bool enabled;		/* the section is present */
 };
 
 struct policy_http {

@@ -14,6 +14,7 @@
 #include "checkpoint.h"
 #include "log.h"
 #include "policy.h"
+#include "metrics.h"
 #include "verifier.h"
 #include "verify.h"
 
@@ -41,6 +42,7 @@ static void note_run(struct verifier *v, const struct verify_result *result,
 {
 	pthread_mutex_lock(&v->lock);
 	v->stats.events_verified += result->events;
+	metrics_add(METRIC_VERIFY_ROWS, result->events);
 	v->stats.postings_verified += result->postings;
 	v->stats.findings += result->findings;
 	v->stats.errors += ret != 0;

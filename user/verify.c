@@ -21,6 +21,7 @@
 #include "feed.h"
 #include "pgcopy.h"
 #include "policy.h"
+#include "metrics.h"
 #include "verify.h"
 
 #define RANGE_MIN 4096		/* below this, query start-up costs show */
@@ -166,6 +167,7 @@ static void report(struct run *run, const struct finding *f)
 	add_hash(record, "computed_hash", f->computed);
 	feed_emit(run->opts->feed, record);
 	json_object_put(record);
+	metrics_inc(METRIC_VERIFY_FINDINGS, f->rule);
 	atomic_fetch_add(&run->findings, 1);
 }
 

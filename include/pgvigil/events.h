@@ -12,7 +12,8 @@
 
 #define PGV_COMM_LEN		16
 #define PGV_STACK_MAX		16	/* function frames kept per backend */
-#define PGV_RESULT_RELS_MAX	8	/* result relations per statement */
+#define PGV_RESULT_RELS_MAX	16	/* named result relations kept */
+#define PGV_RESULT_SCAN_MAX	512	/* result relations looked at */
 #define PGV_COLSET_WORDS	4	/* 64-bit words per column set */
 #define PGV_TEXT_MAX		4096	/* statement bytes captured */
 #define PGV_TARGETS_MAX		16	/* relations per utility target */
@@ -49,7 +50,7 @@ enum pgv_xact_kind {
 /* header flags */
 #define PGV_F_TEXT_TRUNCATED	(1u << 0)	/* text longer than captured */
 #define PGV_F_STACK_TRUNCATED	(1u << 1)	/* deeper than PGV_STACK_MAX */
-#define PGV_F_RELS_TRUNCATED	(1u << 2)	/* more result relations */
+#define PGV_F_RELS_TRUNCATED	(1u << 2)	/* more relations than kept */
 #define PGV_F_READ_FAILED	(1u << 3)	/* a server read failed */
 #define PGV_F_COLS_TRUNCATED	(1u << 4)	/* a column set was wider */
 
@@ -165,7 +166,8 @@ struct pgv_wire_event {
 _Static_assert(sizeof(struct pgv_header) == 128, "pgv_header size");
 _Static_assert(sizeof(struct pgv_result_rel) == 80, "pgv_result_rel size");
 _Static_assert(sizeof(struct pgv_exec_event) ==
-		       128 + 16 + 8 * 80 + PGV_TEXT_MAX, "pgv_exec_event size");
+		       128 + 16 + PGV_RESULT_RELS_MAX * 80 + PGV_TEXT_MAX,
+	       "pgv_exec_event size");
 _Static_assert(sizeof(struct pgv_session_event) == 128 + 64 * 3 + 136,
 	       "pgv_session_event size");
 _Static_assert(sizeof(struct pgv_wire_event) ==

@@ -75,7 +75,8 @@ pgv_start_monitor()
 	shift 2
 	# the postmaster as it is now: a test may have restarted the server
 	PGV_POSTMASTER=$(head -1 "$PGDATA/postmaster.pid")
-	"$PGV_BIN" run --policy "$policy" --pg-pid "$PGV_POSTMASTER" "$@" \
+	"$PGV_BIN" run --policy "$policy" --pg-pid "$PGV_POSTMASTER" \
+		--pid-file "$out.pid" "$@" \
 		>"$out" 2>"$out.err" &
 	PGV_MONITOR=$!
 	local i

@@ -275,6 +275,9 @@ test_session_context_of_a_one_statement_tcp_connection()
 	assert_eq "$(fields "$r" .session.application)" hit_and_run application
 	assert_eq "$(fields "$r" .session.user)" postgres user
 	assert_eq "$(fields "$r" .session.database)" bank database
+	assert_eq "$(fields "$r" .session.postmaster)" "$PGV_POSTMASTER" postmaster
+	assert_eq "$(fields "$r" .session.comm)" postgres comm
+	assert_eq "$(fields "$r" .session.os_uid)" "$(id -u postgres)" "OS user"
 	fields "$r" .session.client | grep -Eq '^127\.0\.0\.1:[0-9]+$' ||
 		{ echo "client: $(fields "$r" .session.client)" >&2; return 1; }
 }
@@ -299,5 +302,71 @@ test_z_feed_ids_are_contiguous_and_no_monitor_records()
 	local ids
 	ids=$(jq -r .id "$OUT")
 	assert_eq "$(printf '%s\n' "$ids" | awk 'NR > 1 && $1 != prev + 1 { bad = 1 } { prev = $1 } END { print bad + 0 }')" 0 "gaps in ids"
-	assert_eq "$(jq -c 'select(.invariant == "monitor")' "$OUT" | grep -c .)" 0 "monitor records"
+	jq -c 'select(.invariant == "monitor" and .rule != "relations_not_classified")' "$OUT" >&2
+	assert_eq "$(jq -c 'select(.invariant == "monitor" and .rule != "relations_not_classified")' "$OUT" | grep -c .)" 0 "monitor records"
+}
+
+# The commit probe fires before a transaction is visible to other sessions;
+# a catalog re-read at that moment saw the old names (seen intermittently
+# under load). Many renames in a row make that race likely to show.
+test_catalog_follows_many_committed_renames()
+{
+	local i r name=accounts
+	for i in $(seq 1 12); do
+		psql -X -q -d bank -c "ALTER TABLE $name RENAME TO acc_$i" >/dev/null
+		name=acc_$i
+		r=$(records_of "UPDATE $name SET balance = $i WHERE account = 'bob'")
+		assert_eq "$(fields "$r" .relation)" "public.$name" "relation after rename $i"
+	done
+	pgv_psql -d bank -c "ALTER TABLE $name RENAME TO accounts"
+}
+
+test_partitions_are_protected_through_the_parent_and_directly()
+{
+	local r
+	r=$(records_of "UPDATE wallets SET balance = balance + 1")
+	assert_eq "$(count_records "$r")" 1 "records through the parent"
+	assert_eq "$(fields "$r" .relation)" public.wallets relation
+	r=$(records_of "UPDATE wallets_usd SET balance = 5")
+	assert_eq "$(count_records "$r")" 1 "records of a partition named directly"
+	assert_eq "$(fields "$r" .relation)" public.wallets_usd relation
+	assert_eq "$(fields "$r" '.columns | join(",")')" balance "columns (another attnum)"
+	expect_none "$(records_of "UPDATE wallets_usd SET owner = 'carol'")"
+	r=$(records_of "BEGIN; DELETE FROM part_domain_events; DELETE FROM pde_1; ROLLBACK")
+	assert_eq "$(fields "$r" .rule | tr '\n' ' ')" "event_deleted event_deleted " rules
+	assert_eq "$(fields "$r" .relation | tr '\n' ' ')" "public.part_domain_events public.pde_1 " relations
+}
+
+# Whoever can redefine the allowed function can move money through it.
+test_redefining_the_allowed_function_is_reported()
+{
+	local r original
+	original=$(sed -n '/^CREATE FUNCTION postings_apply/,/^END \$\$;/p' "$FIXTURES/bank.sql" |
+		sed 's/^CREATE FUNCTION/CREATE OR REPLACE FUNCTION/')
+	r=$(records_of "CREATE OR REPLACE FUNCTION postings_apply(src text, dst text, amount bigint, fail boolean DEFAULT false) RETURNS bigint LANGUAGE plpgsql AS \$\$ BEGIN UPDATE accounts SET balance = balance + amount WHERE account = dst; RETURN amount; END \$\$")
+	assert_eq "$(count_records "$r")" 1 "records"
+	assert_eq "$(fields "$r" .rule)" allowed_function_redefined rule
+	assert_eq "$(fields "$r" .function)" public.postings_apply function
+	r=$(records_of "ALTER FUNCTION postings_apply(text, text, bigint, boolean) SECURITY DEFINER")
+	assert_eq "$(fields "$r" .rule)" allowed_function_redefined "rule after ALTER FUNCTION"
+	r=$(records_of "$original")
+	assert_eq "$(fields "$r" .rule)" allowed_function_redefined "rule after the restore"
+	expect_none "$(records_of "CREATE FUNCTION unrelated() RETURNS int LANGUAGE sql AS 'SELECT 1'")"
+}
+
+# The probe keeps sixteen named write targets per statement; a statement
+# that names more must not hide the ones after them.
+test_statement_with_many_write_targets_is_not_a_blind_spot()
+{
+	local r i ctes="" tables=""
+	for i in $(seq 1 17); do
+		tables="$tables CREATE TABLE IF NOT EXISTS decoy_$i (x int);"
+		ctes="${ctes}a$i AS (UPDATE decoy_$i SET x = 1 RETURNING 1), "
+	done
+	pgv_psql -d bank -c "$tables"
+	r=$(records_of "WITH ${ctes}z AS (UPDATE accounts SET balance = balance + 1 WHERE account = 'alice' RETURNING 1) SELECT 1")
+	assert_eq "$(fields "$r" .rule)" relations_not_classified rule
+	assert_eq "$(fields "$r" .invariant)" monitor invariant
+	r=$(records_of "WITH ${ctes%%a9 AS*}z AS (UPDATE accounts SET balance = balance + 1 WHERE account = 'alice' RETURNING 1) SELECT 1")
+	expect_one_monetary "$r"
 }

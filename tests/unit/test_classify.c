@@ -94,6 +94,17 @@ static void classify_exec__allowed_function_anywhere_on_stack__passes(void **sta
 	assert_int_equal(classify_exec(&b, &event, found), 1);
 }
 
+static void classify_exec__child_reached_through_parent__left_to_parent(void **state)
+{
+	struct pgv_exec_event event = update_of(ACCOUNTS, BALANCE_ATTNUM);
+	struct classify_bindings b = bindings();
+	struct finding found[CLASSIFY_FINDINGS_MAX];
+
+	(void)state;
+	event.rels[0].required_perms = 0;
+	assert_int_equal(classify_exec(&b, &event, found), 0);
+}
+
 static void classify_exec__other_column__passes(void **state)
 {
 	struct pgv_exec_event event = update_of(ACCOUNTS, BALANCE_ATTNUM + 1);
@@ -196,6 +207,7 @@ int main(void)
 		cmocka_unit_test(classify_exec__balance_update__is_monetary),
 		cmocka_unit_test(classify_exec__allowed_function_anywhere_on_stack__passes),
 		cmocka_unit_test(classify_exec__other_column__passes),
+		cmocka_unit_test(classify_exec__child_reached_through_parent__left_to_parent),
 		cmocka_unit_test(classify_exec__upsert__is_named_as_such),
 		cmocka_unit_test(classify_exec__event_delete_in_cte__is_immutability),
 		cmocka_unit_test(classify_target__alter__flags_only_weakening),
