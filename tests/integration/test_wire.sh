@@ -193,3 +193,46 @@ test_garbage_and_a_connection_cut_mid_message_leave_the_monitor_working()
 		"$PGBENCH_SCRIPT_DELTA,$PGBENCH_SCRIPT_AID" values
 	kill -0 "$PGV_POSTMASTER"
 }
+
+# dump_of KEYFILE|"" OUT: a violation through pgbench -M extended with dumps
+# on; prints the dump as JSON lines.
+dump_of()
+{
+	local key=$1 out=$2 dir=$PGV_TMP/dumps-$RANDOM policy=$PGV_TMP/policy-dump.yaml f i
+	cp "$PGV_TMP/policy.yaml" "$policy"
+	printf 'dump:\n  directory: %s\n' "$dir" >>"$policy"
+	[ -z "$key" ] || printf '  key_file: %s\n' "$key" >>"$policy"
+	pgv_start_monitor "$policy" "$out"
+	pgbench -n -M extended -t 1 -f "$PGV_TMP/update.sql" \
+		"host=127.0.0.1 port=$PGPORT dbname=bench sslmode=require" >/dev/null 2>&1
+	for i in $(seq 1 100); do
+		f=$(ls "$dir"/* 2>/dev/null | head -1)
+		[ -n "$f" ] && break
+		sleep 0.1
+	done
+	pgv_stop_monitor
+	[ -n "$f" ] || { echo "no dump in '$dir'" >&2; return 1; }
+	"$PGV_BIN" dump show "$f" --json ${key:+--key-file "$key"}
+}
+
+test_unencrypted_dump_masks_client_statement_and_leaves_values_out()
+{
+	local d
+	d=$(dump_of "" "$PGV_TMP/dump-masked.out")
+	grep -q '"client_statement":"UPDATE pgbench_accounts SET abalance = abalance + \$1 WHERE aid = \$2' \
+		<<<"$d" || { echo "no client_statement in the dump: $d" >&2; return 1; }
+	if grep -q '"bind_values":\["1234"' <<<"$d"; then
+		echo "bind values in an unencrypted dump" >&2
+		return 1
+	fi
+}
+
+test_encrypted_dump_keeps_client_statement_and_values()
+{
+	local key=$PGV_TMP/dump.key d
+	openssl rand -hex 32 >"$key"
+	chmod 600 "$key"
+	d=$(dump_of "$key" "$PGV_TMP/dump-encrypted.out")
+	grep -q "\"bind_values\":\\[\"$PGBENCH_SCRIPT_DELTA\",\"$PGBENCH_SCRIPT_AID\"\\]" <<<"$d" ||
+		{ echo "no bind values in the encrypted dump: $d" >&2; return 1; }
+}
