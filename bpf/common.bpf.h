@@ -23,7 +23,7 @@
 
 struct pgv_frame {
 	__u32 fn_oid;
-	__u32 pad;
+	__u32 trigger;		/* called as a trigger */
 	__u64 sp;		/* stack pointer at the function's entry */
 };
 
@@ -171,8 +171,12 @@ static __always_inline void pgv_fill_header(struct pgv_header *hdr, __u16 type,
 	hdr->stack_len = kept < PGV_STACK_MAX ? kept : PGV_STACK_MAX;
 	if (backend->depth > kept)
 		hdr->flags |= PGV_F_STACK_TRUNCATED;
-	for (i = 0; i < PGV_STACK_MAX; i++)
+	hdr->trigger_mask = 0;
+	for (i = 0; i < PGV_STACK_MAX; i++) {
 		hdr->stack[i] = (__u32)i < kept ? backend->frames[i].fn_oid : 0;
+		if ((__u32)i < kept && backend->frames[i].trigger)
+			hdr->trigger_mask |= 1u << i;
+	}
 }
 
 /*

@@ -305,6 +305,24 @@ static int attach_initial(struct daemon *d)
 
 static uint64_t now_ns(void);
 
+/*
+ * A child of an unwatched parent sent an event. With --pg-pid, a server
+ * restarted on the watched data directory is adopted at once, rather than
+ * at the next scan: its first statements are not missed.
+ */
+static bool adopt_parent(void *arg, uint32_t ppid)
+{
+	struct daemon *d = arg;
+	struct pg_server server;
+	char why[256];
+
+	if (!d->pg_pid || discover_one(ppid, &server, why, sizeof(why)) ||
+	    strcmp(server.datadir, d->datadir) || attach_server(d, &server))
+		return false;
+	monitor_watch(d->monitor, d->servers, d->n_servers);
+	return true;
+}
+
 static int on_record(void *ctx, void *data, size_t size)
 {
 	uint64_t start = now_ns();
@@ -362,14 +380,34 @@ static void periodic(struct daemon *d, uint64_t *last_tick,
 	}
 }
 
+/*
+ * Journal and send what this round of records produced, with one sync for
+ * the lot (group commit). A journal that stops taking writes (a full disk)
+ * is said once; its records wait, numbered, and go out when it recovers.
+ */
+static void commit_round(struct daemon *d, int *journal_error)
+{
+	int ret = feed_batch_end(d->feed);
+
+	if (ret && ret != *journal_error)
+		log_error("cannot write the journal: %s; %zu records held "
+			  "until it can be written", strerror(-ret),
+			  feed_pending(d->feed));
+	else if (!ret && *journal_error)
+		log_info("the journal takes writes again; held records sent");
+	*journal_error = ret;
+}
+
 static int run_loop(struct daemon *d)
 {
 	uint64_t last_tick = now_ns(), last_scan = last_tick;
-	int ret;
+	int ret, journal_error = 0;
 
 	while (!stopping) {
+		feed_batch_begin(d->feed);
 		ret = ring_buffer__poll(d->ring, 200);
 		if (ret < 0 && ret != -EINTR) {
+			commit_round(d, &journal_error);
 			log_error("reading the ring buffer failed: %s",
 				  strerror(-ret));
 			return ret;
@@ -377,10 +415,13 @@ static int run_loop(struct daemon *d)
 		periodic(d, &last_tick, &last_scan);
 		if (d->recorder)
 			recorder_tick(d->recorder);
+		commit_round(d, &journal_error);
 	}
 	/* drain: what the probes sent before the signal is still reported */
+	feed_batch_begin(d->feed);
 	ring_buffer__consume(d->ring);
 	monitor_flush(d->monitor);
+	commit_round(d, &journal_error);
 	return 0;
 }
 
@@ -565,6 +606,7 @@ static int setup(struct daemon *d)
 		return ret;
 	options.recorder = d->recorder;
 	options.events_committed = kick_verifier;
+	options.adopt = adopt_parent;
 	options.arg = d;
 	ret = monitor_new(&options, &d->monitor);
 	if (ret)

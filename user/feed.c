@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -49,7 +50,16 @@ struct feed {
 	struct feed_line ring[FEED_RING];
 	size_t ring_start;	/* index of the oldest line */
 	size_t ring_count;
+	/* numbered, not yet in the journal: written as one batch */
+	struct feed_line *pending;
+	size_t n_pending;
+	size_t pending_cap;
+	int last_error;		/* of the last journal write, 0 if it worked */
+	uint64_t unjournaled;	/* sent without the journal (backlog full) */
 };
+
+/* the records one thread numbers between feed_batch_begin and _end */
+static __thread int batch_depth;
 
 struct feed_reader {
 	struct feed *feed;
@@ -84,17 +94,20 @@ static int64_t line_id(const char *line)
 }
 
 /*
- * The id of the journal's last complete line. A line cut by a crash (no
- * newline) is ignored; the next record starts on a fresh line.
+ * The highest id among the journal's last complete lines. A line cut by a
+ * crash (no newline) was never sent: it is cut off, and *cut_at says
+ * where. A line that does not parse is passed over, so one damaged line
+ * cannot make ids start again from 1.
  */
-static int64_t last_id(int fd, bool *needs_newline)
+static int64_t last_id(int fd, off_t *cut_at)
 {
-	char buf[65536];
+	static char buf[65536];
 	off_t size = lseek(fd, 0, SEEK_END), start;
+	int64_t id, best = 0;
 	ssize_t n;
 	char *end, *line;
 
-	*needs_newline = false;
+	*cut_at = -1;
 	if (size <= 0)
 		return 0;
 	start = size > (off_t)sizeof(buf) - 1 ? size - (off_t)sizeof(buf) + 1 : 0;
@@ -104,16 +117,26 @@ static int64_t last_id(int fd, bool *needs_newline)
 	buf[n] = 0;
 	end = buf + n;
 	if (end[-1] != '\n') {
-		*needs_newline = true;
 		while (end > buf && end[-1] != '\n')
 			end--;
+		*cut_at = start + (end - buf);
 	}
-	while (end > buf && end[-1] == '\n')
-		*--end = 0;
-	line = end;
-	while (line > buf && line[-1] != '\n')
-		line--;
-	return line_id(line);
+	while (end > buf) {
+		while (end > buf && end[-1] == '\n')
+			*--end = 0;
+		line = end;
+		while (line > buf && line[-1] != '\n')
+			line--;
+		if (line == buf && start > 0)
+			break;		/* may be the tail of a line */
+		id = line_id(line);
+		if (id > best)
+			best = id;
+		if (best)
+			break;
+		end = line;
+	}
+	return best;
 }
 
 /* "FILE" for k == 0, "FILE.k" otherwise */
@@ -133,7 +156,7 @@ static void segment_path(const struct feed *feed, int k, char *buf,
 static int64_t rotated_last_id(struct feed *feed)
 {
 	char path[PATH_MAX];
-	bool unused;
+	off_t unused;
 	int64_t id;
 	int fd;
 
@@ -148,7 +171,8 @@ static int64_t rotated_last_id(struct feed *feed)
 
 static int journal_open(struct feed *feed, char *err, size_t err_len)
 {
-	bool needs_newline = false;
+	struct stat st;
+	off_t cut_at;
 	int ret;
 
 	feed->fd = open(feed->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC,
@@ -159,6 +183,15 @@ static int journal_open(struct feed *feed, char *err, size_t err_len)
 			 feed->path, strerror(-ret));
 		return ret;
 	}
+	/*
+	 * A journal is a regular file: '--feed /dev/null' must not chmod a
+	 * device (it did, and broke /dev/null for everyone on the host).
+	 */
+	if (fstat(feed->fd, &st) || !S_ISREG(st.st_mode)) {
+		snprintf(err, err_len, "journal '%s' is not a regular file",
+			 feed->path);
+		return -EINVAL;
+	}
 	/* an existing journal keeps its mode otherwise; records are private */
 	if (fchmod(feed->fd, 0600)) {
 		ret = -errno;
@@ -166,16 +199,23 @@ static int journal_open(struct feed *feed, char *err, size_t err_len)
 			 feed->path, strerror(-ret));
 		return ret;
 	}
-	feed->next_id = last_id(feed->fd, &needs_newline);
+	/* one writer per journal: two daemons would hand out the same ids */
+	if (flock(feed->fd, LOCK_EX | LOCK_NB)) {
+		ret = -errno;
+		snprintf(err, err_len, "journal '%s' is in use by another "
+			 "process: %s", feed->path, strerror(-ret));
+		return ret;
+	}
+	feed->next_id = last_id(feed->fd, &cut_at);
+	if (cut_at >= 0 && ftruncate(feed->fd, cut_at)) {
+		ret = -errno;
+		snprintf(err, err_len, "cannot cut the torn last line of "
+			 "journal '%s': %s", feed->path, strerror(-ret));
+		return ret;
+	}
 	feed->segment_bytes = lseek(feed->fd, 0, SEEK_END);
 	if (!feed->next_id && !feed->segment_bytes)
 		feed->next_id = rotated_last_id(feed);
-	if (needs_newline && write(feed->fd, "\n", 1) != 1) {
-		ret = -errno;
-		snprintf(err, err_len, "cannot write journal '%s': %s",
-			 feed->path, strerror(-ret));
-		return ret;
-	}
 	return 0;
 }
 
@@ -262,6 +302,7 @@ static int journal_rotate(struct feed *feed)
 	fd = open(feed->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
+	flock(fd, LOCK_EX | LOCK_NB);
 	close(feed->fd);
 	feed->fd = fd;
 	feed->segment_bytes = 0;
@@ -270,25 +311,46 @@ static int journal_rotate(struct feed *feed)
 	return 0;
 }
 
-static int journal_append(struct feed *feed, const char *line, size_t len)
+/*
+ * Write the pending lines to the journal as one batch and sync it (by the
+ * fsync policy). A failed write (a full disk) is cut back off the file so
+ * no torn line stays, and the lines stay pending, ids and all, for the
+ * next try. Called with the lock held.
+ */
+static int journal_write_pending(struct feed *feed)
 {
+	off_t before = feed->segment_bytes;
+	size_t i, total = 0;
+	char *buf, *p;
 	time_t now;
 	int ret;
 
-	ret = write_all(feed->fd, line, len);
-	if (ret)
+	for (i = 0; i < feed->n_pending; i++)
+		total += feed->pending[i].len;
+	buf = malloc(total ? total : 1);
+	if (!buf)
+		return -ENOMEM;
+	for (p = buf, i = 0; i < feed->n_pending; i++) {
+		memcpy(p, feed->pending[i].text, feed->pending[i].len);
+		p += feed->pending[i].len;
+	}
+	ret = write_all(feed->fd, buf, total);
+	free(buf);
+	if (!ret && feed->sync == FEED_SYNC_ALWAYS && fdatasync(feed->fd))
+		ret = -errno;
+	if (ret) {
+		if (ftruncate(feed->fd, before) == 0)
+			feed->segment_bytes = before;
 		return ret;
-	feed->journal_bytes += len;
-	feed->segment_bytes += len;
-	if (feed->sync == FEED_SYNC_ALWAYS && fdatasync(feed->fd))
-		return -errno;
+	}
+	feed->journal_bytes += total;
+	feed->segment_bytes += total;
 	now = time(NULL);
 	if (feed->sync == FEED_SYNC_INTERVAL && now != feed->last_sync) {
 		feed->last_sync = now;
-		if (fdatasync(feed->fd))
-			return -errno;
+		fdatasync(feed->fd);
 	}
-	/* the record is in; a failed rotation is retried on the next one */
+	/* the records are in; a failed rotation is retried on the next one */
 	if (feed->max_bytes && feed->segment_bytes >= feed->max_bytes)
 		journal_rotate(feed);
 	return 0;
@@ -347,36 +409,127 @@ static void count_violation(struct json_object *record)
 		    json_object_get_string(rule));
 }
 
+#define FEED_PENDING_MAX 1000000	/* lines held while the journal fails */
+
+/* Send the journaled (or journal-less) pending lines on. Lock held. */
+static int release_pending(struct feed *feed)
+{
+	int ret = 0;
+	size_t i;
+
+	for (i = 0; i < feed->n_pending; i++) {
+		struct feed_line *line = &feed->pending[i];
+
+		if (feed->to_stdout && !ret)
+			ret = write_all(STDOUT_FILENO, line->text, line->len);
+		ring_push(feed, line->id, line->text, line->len);
+	}
+	feed->count += feed->n_pending;
+	feed->n_pending = 0;
+	pthread_cond_broadcast(&feed->emitted);
+	return ret;
+}
+
+/*
+ * Journal and send what is pending. While the journal fails, lines wait
+ * (a record reaches nobody before it is on disk); past FEED_PENDING_MAX
+ * they are sent without it, and counted, rather than held without bound.
+ */
+static int flush_locked(struct feed *feed)
+{
+	int ret = 0;
+
+	if (!feed->n_pending)
+		return feed->last_error;
+	if (feed->fd >= 0)
+		ret = journal_write_pending(feed);
+	feed->last_error = ret;
+	if (ret && feed->n_pending < FEED_PENDING_MAX)
+		return ret;
+	if (ret)
+		feed->unjournaled += feed->n_pending;
+	return release_pending(feed) ? -EPIPE : ret;
+}
+
+static int queue_line(struct feed *feed, int64_t id, char *text, size_t len)
+{
+	struct feed_line *grown;
+
+	if (feed->n_pending == feed->pending_cap) {
+		size_t cap = feed->pending_cap ? feed->pending_cap * 2 : 64;
+
+		grown = realloc(feed->pending, cap * sizeof(*grown));
+		if (!grown)
+			return -ENOMEM;
+		feed->pending = grown;
+		feed->pending_cap = cap;
+	}
+	feed->pending[feed->n_pending].id = id;
+	feed->pending[feed->n_pending].text = text;
+	feed->pending[feed->n_pending].len = len;
+	feed->n_pending++;
+	return 0;
+}
+
 int64_t feed_emit(struct feed *feed, struct json_object *record)
 {
 	char *line;
 	size_t len;
 	int64_t id;
-	int ret = 0;
+	int ret;
 
 	pthread_mutex_lock(&feed->lock);
 	id = feed->next_id;
 	line = numbered_line(record, id, &len);
-	if (!line) {
+	if (!line || queue_line(feed, id, line, len)) {
 		pthread_mutex_unlock(&feed->lock);
+		free(line);
 		return -ENOMEM;
 	}
-	if (feed->fd >= 0)
-		ret = journal_append(feed, line, len);
-	if (!ret) {
-		count_violation(record);
-		/* in the journal: the id is spent whatever stdout does */
-		feed->next_id++;
-		feed->count++;
-		if (feed->to_stdout)
-			ret = write_all(STDOUT_FILENO, line, len);
-		ring_push(feed, id, line, len);
-		pthread_cond_broadcast(&feed->emitted);
-	} else {
-		free(line);
-	}
+	/* numbered: the id is spent, written now or with the batch */
+	feed->next_id++;
+	count_violation(record);
+	ret = batch_depth ? 0 : flush_locked(feed);
 	pthread_mutex_unlock(&feed->lock);
 	return ret ? ret : id;
+}
+
+void feed_batch_begin(struct feed *feed)
+{
+	(void)feed;
+	batch_depth++;
+}
+
+int feed_batch_end(struct feed *feed)
+{
+	int ret = 0;
+
+	if (--batch_depth > 0)
+		return 0;
+	pthread_mutex_lock(&feed->lock);
+	ret = flush_locked(feed);
+	pthread_mutex_unlock(&feed->lock);
+	return ret;
+}
+
+int feed_flush(struct feed *feed)
+{
+	int ret;
+
+	pthread_mutex_lock(&feed->lock);
+	ret = flush_locked(feed);
+	pthread_mutex_unlock(&feed->lock);
+	return ret;
+}
+
+size_t feed_pending(struct feed *feed)
+{
+	size_t n;
+
+	pthread_mutex_lock(&feed->lock);
+	n = feed->n_pending;
+	pthread_mutex_unlock(&feed->lock);
+	return n;
 }
 
 uint64_t feed_count(const struct feed *feed)
@@ -418,6 +571,10 @@ void feed_close(struct feed *feed)
 
 	if (!feed)
 		return;
+	flush_locked(feed);
+	for (i = 0; i < feed->n_pending; i++)
+		free(feed->pending[i].text);
+	free(feed->pending);
 	if (feed->fd >= 0) {
 		fdatasync(feed->fd);
 		close(feed->fd);

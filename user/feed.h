@@ -48,6 +48,22 @@ int feed_open(const char *journal, enum feed_sync sync, bool to_stdout,
  */
 int64_t feed_emit(struct feed *feed, struct json_object *record);
 
+/*
+ * Group commit. Between feed_batch_begin and feed_batch_end, the records
+ * this thread emits are numbered at once but journaled (with one sync) and
+ * sent only at feed_batch_end; elsewhere each feed_emit writes through.
+ * feed_batch_end returns 0 or the journal's error: the records then stay
+ * pending, with their ids, and go out with a later flush. Per thread.
+ */
+void feed_batch_begin(struct feed *feed);
+int feed_batch_end(struct feed *feed);
+
+/* Retry what is pending; returns 0 or the journal's error. */
+int feed_flush(struct feed *feed);
+
+/* Records numbered but not yet journaled and sent. */
+size_t feed_pending(struct feed *feed);
+
 /* Records emitted since open. */
 uint64_t feed_count(const struct feed *feed);
 

@@ -27,6 +27,8 @@
 #include "wire.h"
 #include "recorder.h"
 
+#define REFUSED_MAX 64
+
 /* long enough for a committing backend to finish making it visible */
 #define DDL_SETTLE_NS (200 * 1000000ULL)
 
@@ -68,6 +70,8 @@ struct monitor {
 	struct oidmap backends;
 	uint32_t *watched;
 	size_t n_watched;
+	uint32_t refused[REFUSED_MAX];	/* parents not to watch, recent */
+	size_t n_refused;
 	int64_t realtime_offset_ns;
 	uint64_t last_drops[PGV_DROP_CAUSES];
 	struct monitor_stats stats;
@@ -117,7 +121,7 @@ void monitor_watch(struct monitor *monitor, const uint32_t *pids, size_t n)
 	monitor->n_watched = n;
 }
 
-static bool watched(const struct monitor *monitor, uint32_t ppid)
+static bool watched(struct monitor *monitor, uint32_t ppid)
 {
 	size_t i;
 
@@ -126,6 +130,14 @@ static bool watched(const struct monitor *monitor, uint32_t ppid)
 	for (i = 0; i < monitor->n_watched; i++)
 		if (monitor->watched[i] == ppid)
 			return true;
+	/* ask once per parent: a refusal is remembered */
+	for (i = 0; i < REFUSED_MAX; i++)
+		if (monitor->refused[i] == ppid)
+			return false;
+	if (monitor->options.adopt &&
+	    monitor->options.adopt(monitor->options.arg, ppid))
+		return true;
+	monitor->refused[monitor->n_refused++ % REFUSED_MAX] = ppid;
 	return false;
 }
 

@@ -30,6 +30,12 @@ struct monitor_options {
 	struct recorder *recorder;	/* flight recorder, or NULL */
 	/* a transaction that inserted into the events table committed */
 	void (*events_committed)(void *arg);
+	/*
+	 * An event came from a child of 'ppid', which is not watched: should
+	 * it be (a watched server restarted under a new pid)? The callback
+	 * calls monitor_watch itself when it says yes. NULL: never.
+	 */
+	bool (*adopt)(void *arg, uint32_t ppid);
 	void *arg;
 };
 

@@ -78,6 +78,8 @@ struct pgv_header {
 	__u32 depth;		/* function frames on the stack */
 	__u32 stack_len;	/* frames kept in stack[] */
 	__u32 stack[PGV_STACK_MAX];	/* function OIDs, outermost first */
+	__u32 trigger_mask;	/* bit i: stack[i] runs as a trigger */
+	__u32 pad;
 };
 
 struct pgv_result_rel {
@@ -163,15 +165,15 @@ struct pgv_wire_event {
 #define PGV_WIRE_FIXED	 ((unsigned long)&((struct pgv_wire_event *)0)->data)
 
 #ifndef __BPF__
-_Static_assert(sizeof(struct pgv_header) == 128, "pgv_header size");
+_Static_assert(sizeof(struct pgv_header) == 136, "pgv_header size");
 _Static_assert(sizeof(struct pgv_result_rel) == 80, "pgv_result_rel size");
 _Static_assert(sizeof(struct pgv_exec_event) ==
-		       128 + 16 + PGV_RESULT_RELS_MAX * 80 + PGV_TEXT_MAX,
+		       136 + 16 + PGV_RESULT_RELS_MAX * 80 + PGV_TEXT_MAX,
 	       "pgv_exec_event size");
-_Static_assert(sizeof(struct pgv_session_event) == 128 + 64 * 3 + 136,
+_Static_assert(sizeof(struct pgv_session_event) == 136 + 64 * 3 + 136,
 	       "pgv_session_event size");
 _Static_assert(sizeof(struct pgv_wire_event) ==
-		       128 + 16 + PGV_WIRE_ADDR_MAX + PGV_WIRE_CHUNK,
+		       136 + 16 + PGV_WIRE_ADDR_MAX + PGV_WIRE_CHUNK,
 	       "pgv_wire_event size");
 #endif
 

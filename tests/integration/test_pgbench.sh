@@ -3,7 +3,7 @@
 # function, so 'pgbench -c 4 -t N' must yield exactly 3 x 4 x N monetary
 # records, and no record of the monitor's own (no drops, no gaps).
 
-PGBENCH_TX=${PGBENCH_TX:-250}
+PGBENCH_TX=${PGBENCH_TX:-1000}
 
 setup_file()
 {
@@ -26,7 +26,8 @@ POLICY
 run_pgbench()
 {
 	local mode=$1 out=$PGV_TMP/feed-$1.out
-	pgv_start_monitor "$PGV_TMP/policy.yaml" "$out"
+	# with the journal and its default fsync policy: the full write path
+	pgv_start_monitor "$PGV_TMP/policy.yaml" "$out" --feed "$PGV_TMP/journal-$mode"
 	pgbench -n -c 4 -t "$PGBENCH_TX" -M "$mode" bench >"$PGV_TMP/pgbench.log" 2>&1 ||
 		{ cat "$PGV_TMP/pgbench.log" >&2; return 1; }
 	pgv_stop_monitor
@@ -39,6 +40,7 @@ run_pgbench()
 	assert_eq "$(jq -r '.transaction.outcome' "$out" | sort -u)" committed outcomes
 	assert_eq "$(jq -r '.relation' "$out" | sort | uniq -c | awk '{print $1}' | sort -u)" \
 		$((4 * PGBENCH_TX)) "records per table"
+	assert_eq "$(wc -l <"$PGV_TMP/journal-$mode")" "$(wc -l <"$out")" "journal lines"
 }
 
 test_pgbench_simple_protocol_yields_exactly_three_records_per_transaction()
