@@ -34,7 +34,7 @@ DEPS := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libssl-dev \
 	postgresql-server-dev-15 postgresql-15-pgaudit prometheus jq \
 	make gcc pkg-config
 
-.PHONY: all deps test unit integration demo clean bench bench-verify fuzz
+.PHONY: all deps test unit integration demo clean bench bench-verify bench-wire fuzz
 
 all: pgvigil
 
@@ -81,6 +81,9 @@ bench: pgvigil
 # not part of 'make test': builds a 1,000,000-event ledger (minutes)
 bench-verify: pgvigil
 	tools/bench-verify
+
+bench-wire: pgvigil
+	tools/bench-wire
 
 clean:
 	rm -rf $(BUILD) pgvigil

@@ -33,7 +33,9 @@ struct pgv_backend {
 	__u32 depth;		/* frames on the stack, kept or not */
 	__u32 kept;		/* frames in frames[] */
 	__u32 session_sent;
-	__u32 pad;
+	__u32 wire_reads;	/* client reads seen, saturating */
+	__u64 wire_buf;		/* secure_read's buffer, entry to return */
+	__u64 wire_port;	/* and its Port */
 	struct pgv_frame frames[PGV_STACK_MAX];
 };
 
@@ -42,6 +44,7 @@ union pgv_scratch {
 	struct pgv_utility_event utility;
 	struct pgv_session_event session;
 	struct pgv_target_event target;
+	struct pgv_wire_event wire;
 };
 
 PGV_MAP struct {

@@ -591,6 +591,7 @@ static int setup(struct daemon *d)
 		log_error("%s", err);
 		return ret;
 	}
+	loader_set_wire(d->loader, d->policy->capture_wire);
 	ret = catalog_open(d->policy, &d->catalog);
 	if (ret)
 		return ret;

@@ -8,6 +8,7 @@
 #ifndef USER_LOADER_H
 #define USER_LOADER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,6 +23,12 @@ struct loader;
  * message in err that names a missing privilege when that is the cause.
  */
 int loader_open(struct loader **out, char *err, size_t err_len);
+
+/*
+ * Capture what backends read from their clients (secure_read) in binaries
+ * attached from now on. Off by default; set before the first loader_attach.
+ */
+void loader_set_wire(struct loader *loader, bool on);
 
 /*
  * Attach every probe to the binaries of 'server' unless already attached.

@@ -24,6 +24,7 @@
 #include "monitor.h"
 #include "observe.h"
 #include "oidmap.h"
+#include "wire.h"
 #include "recorder.h"
 
 #define REFUSED_MAX 64
@@ -60,6 +61,8 @@ struct backend {
 	char *utility_text;		/* the last utility statement */
 	uint32_t utility_len;
 	bool utility_truncated;
+	struct wire_conn *wire;		/* its client's messages */
+	bool wire_reported;		/* a protocol error was reported */
 };
 
 struct monitor {
@@ -80,6 +83,7 @@ static const char *const drop_causes[PGV_DROP_CAUSES] = {
 	[PGV_DROP_READ_FAILED] = "server_read_failed",
 	[PGV_DROP_NO_LAYOUT] = "no_layout",
 	[PGV_DROP_STACK_OVERFLOW] = "function_stack_overflow",
+	[PGV_DROP_WIRE_TRUNCATED] = "wire_read_truncated",
 };
 
 static int64_t clock_ns(clockid_t clock)
@@ -243,6 +247,7 @@ static void free_backend(void *value)
 
 	json_object_put(backend->held);
 	free(backend->utility_text);
+	wire_conn_free(backend->wire);
 	free(backend);
 }
 
@@ -276,15 +281,17 @@ static struct backend *backend_of(struct monitor *monitor,
 		observe_sequence_gap(hdr->pid, hdr->seq - expected);
 		report_backend(monitor, "events_lost", backend, "lost",
 			       hdr->seq - expected, NULL);
+		/* what the client sent in between is unknown */
+		if (backend->wire)
+			wire_gap(backend->wire, 0);
 	}
 	backend->last_seq = hdr->seq;
 	return backend;
 }
 
-static void format_client(const struct pgv_session_event *event, char *buf,
-			  size_t len)
+static void format_client(const uint8_t *addr, char *buf, size_t len)
 {
-	const struct sockaddr *sa = (const void *)event->client_addr;
+	const struct sockaddr *sa = (const void *)addr;
 	char host[INET6_ADDRSTRLEN] = "";
 
 	if (sa->sa_family == AF_INET) {
@@ -333,7 +340,8 @@ static void on_session(struct monitor *monitor, struct backend *backend,
 	copy_name(backend->database, event->database, sizeof(backend->database));
 	copy_name(backend->application, event->application,
 		  sizeof(backend->application));
-	format_client(event, backend->client, sizeof(backend->client));
+	format_client(event->client_addr, backend->client,
+		      sizeof(backend->client));
 	backend->has_session = true;
 	record_session(monitor, backend);
 	if (!backend->database[0] || backend->db)
@@ -395,6 +403,153 @@ static void add_statement(struct monitor *monitor, struct json_object *record,
 	free(masked);
 }
 
+static struct json_object *startup_json(const struct wire_conn *wire)
+{
+	const struct wire_startup *startup = wire_startup(wire);
+	struct json_object *json = json_object_new_object();
+
+	json_object_object_add(json, "user",
+			       json_object_new_string(startup->user));
+	json_object_object_add(json, "database",
+			       json_object_new_string(startup->database));
+	json_object_object_add(json, "application_name",
+			       json_object_new_string(
+				       startup->application_name));
+	json_object_object_add(json, "options",
+			       json_object_new_string(startup->options));
+	json_object_object_add(json, "ssl_requested",
+			       json_object_new_boolean(startup->ssl_requested));
+	return json;
+}
+
+/* Printable as a JSON string: UTF-8 without NUL (overlongs let pass). */
+static bool valid_utf8(const unsigned char *s, size_t len)
+{
+	size_t i = 0, n, k;
+
+	while (i < len) {
+		if (!s[i])
+			return false;
+		if (s[i] < 0x80) {
+			i++;
+			continue;
+		}
+		if (s[i] >= 0xc2 && s[i] <= 0xdf)
+			n = 1;
+		else if (s[i] >= 0xe0 && s[i] <= 0xef)
+			n = 2;
+		else if (s[i] >= 0xf0 && s[i] <= 0xf4)
+			n = 3;
+		else
+			return false;
+		if (len - i <= n)
+			return false;
+		for (k = 1; k <= n; k++)
+			if ((s[i + k] & 0xc0) != 0x80)
+				return false;
+		i += n + 1;
+	}
+	return true;
+}
+
+/* A bound value as captured: text as is, binary or odd bytes in hex. */
+static struct json_object *value_json(const struct wire_value *value)
+{
+	struct json_object *json;
+	char *hex;
+	uint32_t i;
+
+	if (value->length < 0)
+		return NULL;
+	if (value->format == 0 &&
+	    valid_utf8((const unsigned char *)value->bytes, value->kept))
+		return json_object_new_string_len(value->bytes, value->kept);
+	hex = malloc(2 * (size_t)value->kept + 3);
+	if (!hex)
+		return NULL;
+	strcpy(hex, "\\x");
+	for (i = 0; i < value->kept; i++)
+		sprintf(hex + 2 + 2 * i, "%02x", (unsigned char)value->bytes[i]);
+	json = json_object_new_string(hex);
+	free(hex);
+	return json;
+}
+
+/*
+ * Bound values: masked, each non-NULL value is "?" (NULL stays null: that a
+ * value was absent is not data); unmasked, as captured.
+ */
+static void add_bind_values(struct monitor *monitor, struct json_object *record,
+			    const struct wire_command *client)
+{
+	struct json_object *values = json_object_new_array();
+	struct json_object *formats = json_object_new_array();
+	uint16_t i;
+
+	for (i = 0; i < client->n_values; i++) {
+		const struct wire_value *value = &client->values[i];
+
+		json_object_array_add(formats, json_object_new_string(
+					       value->format ? "binary" : "text"));
+		if (value->length < 0)
+			json_object_array_add(values, NULL);
+		else if (!monitor->options.unmasked)
+			json_object_array_add(values, json_object_new_string("?"));
+		else
+			json_object_array_add(values, value_json(value));
+	}
+	json_object_object_add(record, "bind_values", values);
+	json_object_object_add(record, "bind_formats", formats);
+	if (!monitor->options.unmasked)
+		json_object_object_add(record, "bind_values_masking",
+				       json_object_new_string("replaced"));
+	if (client->values_truncated || client->n_values < client->n_params) {
+		json_object_object_add(record, "bind_values_truncated",
+				       json_object_new_boolean(1));
+		json_object_object_add(record, "bind_count",
+				       json_object_new_int64(client->n_params));
+	}
+}
+
+/*
+ * What the client sent for the statement: its own text (masked like
+ * "statement") and, through the extended protocol, the values it bound.
+ */
+static void add_client(struct monitor *monitor, struct json_object *record,
+		       const struct wire_command *client)
+{
+	enum mask_method method = MASK_NORMALIZED;
+	char *masked = NULL;
+
+	json_object_object_add(record, "client_protocol", json_object_new_string(
+				       client->protocol == WIRE_SIMPLE
+					       ? "simple" : "extended"));
+	if (client->text && !monitor->options.unmasked)
+		masked = mask_statement(client->text, &method);
+	if (client->text) {
+		json_object_object_add(record, "client_statement",
+				       json_object_new_string(masked ? masked
+							      : client->text));
+		if (!monitor->options.unmasked)
+			json_object_object_add(record,
+				"client_statement_masking",
+				json_object_new_string(mask_method_name(method)));
+	}
+	if (client->text_truncated) {
+		json_object_object_add(record, "client_statement_truncated",
+				       json_object_new_boolean(1));
+		json_object_object_add(record, "client_statement_length",
+				       json_object_new_int64(client->text_len));
+	}
+	free(masked);
+	if (client->protocol == WIRE_EXTENDED) {
+		if (client->statement_name && client->statement_name[0])
+			json_object_object_add(record, "prepared_statement",
+				json_object_new_string(client->statement_name));
+		add_bind_values(monitor, record, client);
+	}
+}
+
 static struct json_object *function_stack(struct backend *backend,
 					  const struct pgv_header *hdr)
 {
@@ -411,6 +566,7 @@ struct statement {
 	const char *text;
 	uint32_t full_len;
 	bool truncated;
+	const struct wire_command *client;	/* from the wire, or NULL */
 };
 
 static struct json_object *build_record(struct monitor *monitor,
@@ -457,6 +613,11 @@ static struct json_object *build_record(struct monitor *monitor,
 		json_object_object_add(record, "function_stack_truncated",
 				       json_object_new_boolean(1));
 	json_object_object_add(record, "session", session_json(backend));
+	if (backend->wire && wire_startup(backend->wire)->seen)
+		json_object_object_add(json_object_object_get(record, "session"),
+				       "startup", startup_json(backend->wire));
+	if (stmt->client)
+		add_client(monitor, record, stmt->client);
 	json_object_object_add(record, "backend_seq",
 			       json_object_new_int64(hdr->seq));
 	return record;
@@ -538,9 +699,34 @@ static const char *const command_names[8] = {
  * Give the flight recorder the statement, unmasked: it masks what it writes
  * unless the dump is encrypted. 'exec' is NULL for a utility statement.
  */
+/*
+ * The client's own statement and values, as captured: the recorder masks
+ * them (and drops the values) when it writes an unencrypted dump.
+ */
+static void record_client(struct json_object *record,
+			  const struct wire_command *client)
+{
+	struct json_object *values;
+	uint16_t i;
+
+	json_object_object_add(record, "client_protocol", json_object_new_string(
+				       client->protocol == WIRE_SIMPLE
+					       ? "simple" : "extended"));
+	if (client->text)
+		json_object_object_add(record, "client_statement",
+				       json_object_new_string(client->text));
+	if (client->protocol != WIRE_EXTENDED)
+		return;
+	values = json_object_new_array();
+	for (i = 0; i < client->n_values; i++)
+		json_object_array_add(values, value_json(&client->values[i]));
+	json_object_object_add(record, "bind_values", values);
+}
+
 static void record_statement(struct monitor *monitor, struct backend *backend,
 			     const struct pgv_header *hdr, const char *text,
-			     const struct pgv_exec_event *exec)
+			     const struct pgv_exec_event *exec,
+			     const struct wire_command *client)
 {
 	struct json_object *record, *rels;
 	char stamp[40];
@@ -565,6 +751,8 @@ static void record_statement(struct monitor *monitor, struct backend *backend,
 	if (backend->db)
 		json_object_object_add(record, "function_stack",
 				       function_stack(backend, hdr));
+	if (client)
+		record_client(record, client);
 	recorder_add(monitor->options.recorder, backend->pid, backend->start_ns,
 		     record);
 	json_object_put(record);
@@ -615,7 +803,11 @@ static void on_exec(struct monitor *monitor, struct backend *backend,
 	int n;
 
 	monitor->stats.statements[event->operation & 7]++;
-	record_statement(monitor, backend, &event->hdr, event->text, event);
+	/* every statement moves the join along, violation or not */
+	stmt.client = backend->wire ? wire_match(backend->wire, event->text)
+				    : NULL;
+	record_statement(monitor, backend, &event->hdr, event->text, event,
+			 stmt.client);
 	if (event->hdr.flags & PGV_F_RELS_TRUNCATED)
 		report_truncated(monitor, backend, &event->hdr, event->text,
 				 event->text_len,
@@ -640,7 +832,9 @@ static void on_utility(struct monitor *monitor, struct backend *backend,
 					    event->node_tag);
 
 	monitor->stats.statements[6]++;
-	record_statement(monitor, backend, &event->hdr, event->text, NULL);
+	record_statement(monitor, backend, &event->hdr, event->text, NULL,
+			 backend->wire ? wire_match(backend->wire, event->text)
+				       : NULL);
 	free(backend->utility_text);
 	backend->utility_text = strndup(event->text, event->text_captured);
 	backend->utility_len = event->text_len;
@@ -678,6 +872,8 @@ static void on_target(struct monitor *monitor, struct backend *backend,
 	if (!n)
 		return;
 	stmt.text = backend->utility_text ? backend->utility_text : "";
+	stmt.client = backend->wire ? wire_match(backend->wire, stmt.text)
+				    : NULL;
 	stmt.full_len = backend->utility_len;
 	stmt.truncated = backend->utility_truncated;
 	classify_and_hold(monitor, backend, &event->hdr, found, n, &stmt);
@@ -749,10 +945,52 @@ static void refresh_after_ddl(struct monitor *monitor, struct backend *backend)
 	backend->ddl_committed_ns = 0;
 }
 
+/*
+ * Bytes the backend read from its client. A protocol error is reported once
+ * per connection: the wire fields of its records are missing or stale from
+ * there until the parser is back in step.
+ */
+static void on_wire(struct monitor *monitor, struct backend *backend,
+		    const struct pgv_wire_event *event)
+{
+	uint32_t end = event->offset + event->captured;
+	int ret = 0;
+
+	monitor->stats.wire_bytes += event->captured;
+	if (!backend->wire) {
+		backend->wire = wire_conn_new();
+		if (!backend->wire)
+			return;
+	}
+	if (event->client_addr_len && !backend->client[0])
+		format_client(event->client_addr, backend->client,
+			      sizeof(backend->client));
+	if (event->hdr.flags & PGV_F_READ_FAILED)
+		wire_gap(backend->wire, event->read_len - event->offset);
+	else
+		ret = wire_feed(backend->wire, event->data, event->captured,
+				event->offset == 0);
+	/* the last chunk of a read longer than the capture */
+	if (!ret && event->captured == PGV_WIRE_CHUNK &&
+	    event->offset == (PGV_WIRE_CHUNKS - 1) * PGV_WIRE_CHUNK &&
+	    event->read_len > end)
+		wire_gap(backend->wire, event->read_len - end);
+	if (ret == -EPROTO) {
+		monitor->stats.wire_errors++;
+		if (!backend->wire_reported)
+			report_backend(monitor, "wire_protocol_error", backend,
+				       NULL, 0, wire_error(backend->wire));
+		backend->wire_reported = true;
+	}
+}
+
 static void on_backend_exit(struct monitor *monitor, struct backend *backend)
 {
 	/* the server rolls back what an exiting backend left open */
 	release(monitor, backend, "rolled_back");
+	if (backend->wire && wire_end(backend->wire) == -EPIPE)
+		log_debug("backend %u: connection ended mid-message",
+			  backend->pid);
 	if (monitor->options.recorder)
 		recorder_backend_exit(monitor->options.recorder, backend->pid,
 				      backend->start_ns);
@@ -774,6 +1012,8 @@ static size_t minimum_size(__u16 type)
 		return sizeof(struct pgv_session_event);
 	case PGV_EV_EXIT:
 		return sizeof(struct pgv_exit_event);
+	case PGV_EV_WIRE:
+		return PGV_WIRE_FIXED;
 	default:
 		return SIZE_MAX;
 	}
@@ -833,6 +1073,17 @@ int monitor_handle(struct monitor *monitor, const void *data, size_t size)
 	case PGV_EV_EXIT:
 		on_backend_exit(monitor, backend);
 		break;
+	case PGV_EV_WIRE: {
+		const struct pgv_wire_event *e = data;
+
+		if (e->captured > PGV_WIRE_CHUNK ||
+		    e->captured > size - PGV_WIRE_FIXED) {
+			monitor_report(monitor, "malformed_event", NULL);
+			break;
+		}
+		on_wire(monitor, backend, e);
+		break;
+	}
 	}
 	return 0;
 }

@@ -46,6 +46,8 @@ struct monitor_stats {
 	uint64_t events_lost;		/* sequence gaps */
 	uint64_t backends;
 	uint64_t ignored;		/* events of unwatched processes */
+	uint64_t wire_bytes;		/* client bytes captured */
+	uint64_t wire_errors;		/* client protocol errors */
 };
 
 int monitor_new(const struct monitor_options *options, struct monitor **out);
