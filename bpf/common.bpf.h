@@ -293,7 +293,6 @@ static __always_inline __u32 pgv_read_text(char *text, const char *source,
 	return copied;
 }
 
-#endif /* PGVIGIL_BPF_COMMON_H */
 
 /*
  * Send the backend's session context the first time the backend is seen,
@@ -352,3 +351,29 @@ static __always_inline struct pgv_backend *pgv_backend_here(struct pt_regs *ctx)
 		pgv_stack_unwind(backend, PT_REGS_SP_CORE(ctx));
 	return backend;
 }
+
+/*
+ * Start a record of 'type' in the first scratch slot for the backend behind
+ * this probe: its stack cut back to here, its session context sent first
+ * when 'layout' is given (executable probes only: the cookie of a USDT
+ * probe is libbpf's). Returns the record, header filled, or NULL.
+ */
+static __always_inline void *pgv_record_begin(struct pt_regs *ctx,
+					      const struct pg_layout *layout,
+					      __u16 type)
+{
+	struct pgv_backend *backend = pgv_backend_here(ctx);
+	struct pgv_header *hdr;
+
+	if (!backend)
+		return NULL;
+	if (layout)
+		pgv_session_check(ctx, layout, backend);
+	hdr = pgv_scratch(0);
+	if (!hdr)
+		return NULL;
+	pgv_fill_header(hdr, type, backend);
+	return hdr;
+}
+
+#endif /* PGVIGIL_BPF_COMMON_H */

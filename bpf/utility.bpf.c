@@ -17,20 +17,14 @@ int BPF_KPROBE(process_utility, const void *plannedstmt, const char *source)
 {
 	struct pg_layout *layout = pgv_layout(ctx);
 	struct pgv_utility_event *record;
-	struct pgv_backend *backend;
 	const void *stmt;
 	__u32 captured;
 
 	if (!layout || !plannedstmt)
 		return 0;
-	backend = pgv_backend_here(ctx);
-	if (!backend)
-		return 0;
-	pgv_session_check(ctx, layout, backend);
-	record = pgv_scratch(0);
+	record = pgv_record_begin(ctx, layout, PGV_EV_UTILITY);
 	if (!record)
 		return 0;
-	pgv_fill_header(&record->hdr, PGV_EV_UTILITY, backend);
 	stmt = (void *)pgv_read_ptr(plannedstmt + layout->ps_utility_stmt);
 	record->node_tag = stmt ? pgv_read_u32(stmt) : 0;
 	captured = pgv_read_text(record->text, source, plannedstmt, layout,
@@ -46,15 +40,10 @@ static __always_inline struct pgv_target_event *
 target_begin(struct pt_regs *ctx, __u32 kind)
 {
 	struct pgv_target_event *record;
-	struct pgv_backend *backend;
 
-	backend = pgv_backend_here(ctx);
-	if (!backend)
-		return NULL;
-	record = pgv_scratch(0);
+	record = pgv_record_begin(ctx, NULL, PGV_EV_TARGET);
 	if (!record)
 		return NULL;
-	pgv_fill_header(&record->hdr, PGV_EV_TARGET, backend);
 	record->kind = kind;
 	record->n_relids = 0;
 	record->n_alter_cmds = 0;

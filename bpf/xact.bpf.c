@@ -11,15 +11,10 @@ static __always_inline int xact_event(struct pt_regs *ctx, __u32 kind,
 				      long xid)
 {
 	struct pgv_xact_event *record;
-	struct pgv_backend *backend;
 
-	backend = pgv_backend_here(ctx);
-	if (!backend)
-		return 0;
-	record = pgv_scratch(0);
+	record = pgv_record_begin(ctx, NULL, PGV_EV_XACT);
 	if (!record)
 		return 0;
-	pgv_fill_header(&record->hdr, PGV_EV_XACT, backend);
 	record->kind = kind;
 	record->local_xid = (__u32)xid;
 	pgv_send(record, sizeof(*record));
