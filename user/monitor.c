@@ -57,6 +57,7 @@ struct backend {
 	char client[96];
 	struct catalog_db *db;
 	struct json_object *held;	/* records awaiting the outcome */
+	struct json_object *sent_in_progress;	/* their ids, if sent early */
 	uint64_t held_since_ns;
 	char *utility_text;		/* the last utility statement */
 	uint32_t utility_len;
@@ -154,7 +155,7 @@ static void format_time(const struct monitor *monitor, uint64_t mono_ns,
 	snprintf(buf + n, len - n, ".%06ldZ", (long)(ns % 1000000000) / 1000);
 }
 
-static void emit(struct monitor *monitor, struct json_object *record)
+static int64_t emit(struct monitor *monitor, struct json_object *record)
 {
 	int64_t id = feed_emit(monitor->options.feed, record);
 
@@ -163,6 +164,7 @@ static void emit(struct monitor *monitor, struct json_object *record)
 			  strerror((int)-id));
 	monitor->stats.violations++;
 	json_object_put(record);
+	return id;
 }
 
 static struct json_object *monitor_record(struct monitor *monitor,
@@ -208,6 +210,8 @@ static void report_backend(struct monitor *monitor, const char *rule,
 	monitor_report(monitor, rule, detail);
 }
 
+static struct json_object *session_json(const struct backend *backend);
+
 /* Emit every held record of 'backend' with 'outcome'. */
 static void release(struct monitor *monitor, struct backend *backend,
 		    const char *outcome)
@@ -222,13 +226,43 @@ static void release(struct monitor *monitor, struct backend *backend,
 			json_object_array_get_idx(backend->held, i);
 		struct json_object *xact = json_object_new_object();
 
+		int64_t id;
+
 		json_object_object_add(xact, "outcome",
 				       json_object_new_string(outcome));
 		json_object_object_add(record, "transaction", xact);
-		emit(monitor, json_object_get(record));
+		id = emit(monitor, json_object_get(record));
+		if (id > 0 && !strcmp(outcome, "in_progress")) {
+			if (!backend->sent_in_progress)
+				backend->sent_in_progress = json_object_new_array();
+			json_object_array_add(backend->sent_in_progress,
+					      json_object_new_int64(id));
+		}
 	}
 	json_object_put(backend->held);
 	backend->held = NULL;
+}
+
+/*
+ * Records sent as in_progress learn their transaction's outcome in a
+ * record of the monitor's own that names them by id.
+ */
+static void report_late_outcome(struct monitor *monitor,
+				struct backend *backend, const char *outcome)
+{
+	struct json_object *record, *detail;
+
+	if (!backend->sent_in_progress)
+		return;
+	record = monitor_record(monitor, "transaction_outcome");
+	detail = json_object_new_object();
+	json_object_object_add(detail, "ids", backend->sent_in_progress);
+	json_object_object_add(detail, "outcome",
+			       json_object_new_string(outcome));
+	json_object_object_add(record, "detail", detail);
+	json_object_object_add(record, "session", session_json(backend));
+	backend->sent_in_progress = NULL;
+	emit(monitor, record);
 }
 
 static void hold(struct backend *backend, struct json_object *record,
@@ -246,6 +280,7 @@ static void free_backend(void *value)
 	struct backend *backend = value;
 
 	json_object_put(backend->held);
+	json_object_put(backend->sent_in_progress);
 	free(backend->utility_text);
 	wire_conn_free(backend->wire);
 	free(backend);
@@ -316,8 +351,6 @@ static void copy_name(char *dst, const char *src, size_t len)
 	memcpy(dst, src, len);
 	dst[len - 1] = 0;
 }
-
-static struct json_object *session_json(const struct backend *backend);
 
 static void record_session(struct monitor *monitor, struct backend *backend)
 {
@@ -887,6 +920,8 @@ static void on_xact(struct monitor *monitor, struct backend *backend,
 	if (event->kind == PGV_XACT_START)
 		return;
 	release(monitor, backend, committed ? "committed" : "rolled_back");
+	report_late_outcome(monitor, backend,
+			    committed ? "committed" : "rolled_back");
 	if (monitor->options.recorder)
 		recorder_xact_end(monitor->options.recorder, backend->pid,
 				  backend->start_ns,
@@ -988,6 +1023,7 @@ static void on_backend_exit(struct monitor *monitor, struct backend *backend)
 {
 	/* the server rolls back what an exiting backend left open */
 	release(monitor, backend, "rolled_back");
+	report_late_outcome(monitor, backend, "rolled_back");
 	if (backend->wire && wire_end(backend->wire) == -EPIPE)
 		log_debug("backend %u: connection ended mid-message",
 			  backend->pid);

@@ -152,3 +152,19 @@ test_full_disk_loses_no_record_and_tears_no_line()
 	assert_eq "$(jq -r .id "$out" | tr '\n' ' ')" "1 2 3 4 5 6 7 8 9 10 " "printed ids"
 	umount "$small"
 }
+
+# A transaction open longer than --hold-ms: its violation goes out as
+# in_progress, and its outcome follows in a record naming it by id.
+test_long_transaction_is_sent_early_and_its_outcome_follows()
+{
+	local out=$PGV_TMP/long.out id
+	pgv_start_monitor "$PGV_TMP/policy.yaml" "$out" --hold-ms 300
+	pgv_psql -d bank -c "BEGIN; UPDATE accounts SET balance = 8 WHERE account = 'bob'; SELECT pg_sleep(1.5); COMMIT" >/dev/null
+	sleep 0.5
+	pgv_stop_monitor
+	assert_eq "$(jq -r 'select(.invariant == "monetary") | .transaction.outcome' "$out")" \
+		in_progress "first outcome"
+	id=$(jq -r 'select(.invariant == "monetary") | .id' "$out")
+	assert_eq "$(jq -c 'select(.rule == "transaction_outcome") | .detail' "$out")" \
+		"{\"ids\":[$id],\"outcome\":\"committed\"}" "late outcome"
+}
