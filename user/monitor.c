@@ -28,6 +28,7 @@
 #include "recorder.h"
 
 #define REFUSED_MAX 64
+#define DEFERRED_MAX 32
 
 /* long enough for a committing backend to finish making it visible */
 #define DDL_SETTLE_NS (200 * 1000000ULL)
@@ -58,6 +59,13 @@ struct backend {
 	struct catalog_db *db;
 	struct json_object *held;	/* records awaiting the outcome */
 	struct json_object *sent_in_progress;	/* their ids, if sent early */
+	/*
+	 * Writes to relations created in the open transaction: unknown to the
+	 * catalog until it commits, so classified again after it does (a new
+	 * table may match an immutable pattern).
+	 */
+	struct pgv_exec_event *deferred[DEFERRED_MAX];
+	int n_deferred;
 	uint64_t held_since_ns;
 	char *utility_text;		/* the last utility statement */
 	uint32_t utility_len;
@@ -275,12 +283,19 @@ static void hold(struct backend *backend, struct json_object *record,
 	json_object_array_add(backend->held, record);
 }
 
+static void drop_deferred(struct backend *backend)
+{
+	while (backend->n_deferred > 0)
+		free(backend->deferred[--backend->n_deferred]);
+}
+
 static void free_backend(void *value)
 {
 	struct backend *backend = value;
 
 	json_object_put(backend->held);
 	json_object_put(backend->sent_in_progress);
+	drop_deferred(backend);
 	free(backend->utility_text);
 	wire_conn_free(backend->wire);
 	free(backend);
@@ -827,6 +842,52 @@ static void report_truncated(struct monitor *monitor, struct backend *backend,
 	emit(monitor, record);
 }
 
+/* Keep a write to a relation this open transaction created. */
+static void defer_if_new(struct backend *backend,
+			 const struct pgv_exec_event *event)
+{
+	size_t size = PGV_EXEC_FIXED + event->text_captured + 1;
+	struct pgv_exec_event *copy;
+	int i;
+
+	if (!backend->ddl || backend->n_deferred == DEFERRED_MAX)
+		return;
+	for (i = 0; i < event->n_result_rels && i < PGV_RESULT_RELS_MAX; i++) {
+		const struct pgv_result_rel *rel = &event->rels[i];
+
+		if (!(rel->required_perms & (ACL_UPDATE_BIT | ACL_DELETE_BIT)) ||
+		    catalog_relation(backend->db, rel->relid))
+			continue;
+		copy = malloc(sizeof(*copy));
+		if (!copy)
+			return;
+		memcpy(copy, event, size);
+		backend->deferred[backend->n_deferred++] = copy;
+		return;
+	}
+}
+
+/* After the commit is visible: classify the deferred writes again. */
+static void classify_deferred(struct monitor *monitor, struct backend *backend)
+{
+	struct finding found[CLASSIFY_FINDINGS_MAX];
+	struct classify_bindings bindings = bindings_of(monitor, backend);
+	struct statement stmt = { 0 };
+	int i, n;
+
+	for (i = 0; i < backend->n_deferred; i++) {
+		const struct pgv_exec_event *event = backend->deferred[i];
+
+		n = classify_exec(&bindings, event, found);
+		stmt.text = event->text;
+		stmt.full_len = event->text_len;
+		stmt.truncated = event->hdr.flags & PGV_F_TEXT_TRUNCATED;
+		classify_and_hold(monitor, backend, &event->hdr, found, n, &stmt);
+	}
+	drop_deferred(backend);
+	release(monitor, backend, "committed");
+}
+
 static void on_exec(struct monitor *monitor, struct backend *backend,
 		    const struct pgv_exec_event *event)
 {
@@ -848,6 +909,7 @@ static void on_exec(struct monitor *monitor, struct backend *backend,
 	if (!event->n_result_rels || !classifiable(monitor, backend))
 		return;
 	note_event_inserts(backend, event);
+	defer_if_new(backend, event);
 	bindings = bindings_of(monitor, backend);
 	n = classify_exec(&bindings, event, found);
 	if (!n)
@@ -932,6 +994,8 @@ static void on_xact(struct monitor *monitor, struct backend *backend,
 	backend->inserted_events = false;
 	if (backend->ddl && committed && backend->db)
 		backend->ddl_committed_ns = event->hdr.time_ns;
+	else
+		drop_deferred(backend);	/* its new relations are gone */
 	backend->ddl = false;
 }
 
@@ -977,6 +1041,7 @@ static void refresh_after_ddl(struct monitor *monitor, struct backend *backend)
 	n = catalog_take_changed_allowed(backend->db, changed, 16);
 	for (i = 0; i < n; i++)
 		report_allowed_change(monitor, backend, changed[i]);
+	classify_deferred(monitor, backend);
 	backend->ddl_committed_ns = 0;
 }
 

@@ -400,3 +400,13 @@ test_moving_an_event_table_to_another_schema_is_flagged()
 	assert_eq "$(fields "$r" .rule)" event_table_renamed rule
 	assert_eq "$(fields "$r" .relation)" public.ledger_events relation
 }
+
+test_write_to_a_table_created_in_the_same_transaction_is_classified_at_commit()
+{
+	local r
+	r=$(records_of "BEGIN; CREATE TABLE fresh_domain_events (id int); INSERT INTO fresh_domain_events VALUES (1); DELETE FROM fresh_domain_events; COMMIT")
+	assert_eq "$(fields "$r" .rule)" event_deleted rule
+	assert_eq "$(fields "$r" .relation)" public.fresh_domain_events relation
+	assert_eq "$(fields "$r" .transaction.outcome)" committed outcome
+	expect_none "$(records_of "BEGIN; CREATE TABLE gone_domain_events (id int); DELETE FROM gone_domain_events; ROLLBACK")"
+}
