@@ -13,7 +13,8 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-static __always_inline int pgv_push(struct pt_regs *ctx, __u32 fn_oid)
+static __always_inline int pgv_push(struct pt_regs *ctx, __u32 fn_oid,
+				    __u32 trigger)
 {
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
 	struct pgv_backend *backend = pgv_backend_get(pid);
@@ -28,6 +29,7 @@ static __always_inline int pgv_push(struct pt_regs *ctx, __u32 fn_oid)
 	if (kept < PGV_STACK_MAX) {
 		backend->frames[kept & (PGV_STACK_MAX - 1)].fn_oid = fn_oid;
 		backend->frames[kept & (PGV_STACK_MAX - 1)].sp = sp;
+		backend->frames[kept & (PGV_STACK_MAX - 1)].trigger = trigger;
 		backend->kept = kept + 1;
 	} else {
 		pgv_count_drop(PGV_DROP_STACK_OVERFLOW);
@@ -75,14 +77,14 @@ static __always_inline __u32 plpgsql_fn_oid(void *ctx, const void *function)
 SEC("uprobe")
 int BPF_KPROBE(plpgsql_function_entry, const void *function)
 {
-	return pgv_push(ctx, plpgsql_fn_oid(ctx, function));
+	return pgv_push(ctx, plpgsql_fn_oid(ctx, function), 0);
 }
 
 /* plpgsql_exec_trigger(PLpgSQL_function *func, TriggerData *trigdata) */
 SEC("uprobe")
 int BPF_KPROBE(plpgsql_trigger_entry, const void *function)
 {
-	return pgv_push(ctx, plpgsql_fn_oid(ctx, function));
+	return pgv_push(ctx, plpgsql_fn_oid(ctx, function), 1);
 }
 
 /* fmgr_sql(FunctionCallInfo fcinfo): fcinfo->flinfo->fn_oid */
@@ -98,7 +100,7 @@ int BPF_KPROBE(sql_function_entry, const void *fcinfo)
 	if (!flinfo)
 		return 0;
 	return pgv_push(ctx, pgv_read_u32((void *)flinfo +
-					  layout->flinfo_fn_oid));
+					  layout->flinfo_fn_oid), 0);
 }
 
 SEC("uretprobe")

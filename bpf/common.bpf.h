@@ -23,7 +23,7 @@
 
 struct pgv_frame {
 	__u32 fn_oid;
-	__u32 pad;
+	__u32 trigger;		/* called as a trigger */
 	__u64 sp;		/* stack pointer at the function's entry */
 };
 
@@ -33,7 +33,11 @@ struct pgv_backend {
 	__u32 depth;		/* frames on the stack, kept or not */
 	__u32 kept;		/* frames in frames[] */
 	__u32 session_sent;
+	__u32 wire_reads;	/* client reads seen, saturating */
 	__u32 sent_in_xact;	/* a record since the last transaction end */
+	__u32 pad;
+	__u64 wire_buf;		/* secure_read's buffer, entry to return */
+	__u64 wire_port;	/* and its Port */
 	struct pgv_frame frames[PGV_STACK_MAX];
 };
 
@@ -42,6 +46,7 @@ union pgv_scratch {
 	struct pgv_utility_event utility;
 	struct pgv_session_event session;
 	struct pgv_target_event target;
+	struct pgv_wire_event wire;
 };
 
 /*
@@ -195,8 +200,12 @@ static __always_inline void pgv_fill_header(struct pgv_header *hdr, __u16 type,
 	hdr->stack_len = kept < PGV_STACK_MAX ? kept : PGV_STACK_MAX;
 	if (backend->depth > kept)
 		hdr->flags |= PGV_F_STACK_TRUNCATED;
-	for (i = 0; i < PGV_STACK_MAX; i++)
+	hdr->trigger_mask = 0;
+	for (i = 0; i < PGV_STACK_MAX; i++) {
 		hdr->stack[i] = (__u32)i < kept ? backend->frames[i].fn_oid : 0;
+		if ((__u32)i < kept && backend->frames[i].trigger)
+			hdr->trigger_mask |= 1u << i;
+	}
 }
 
 /*
@@ -326,7 +335,6 @@ static __always_inline __u32 pgv_read_text(char *text, const char *source,
 	return copied;
 }
 
-#endif /* PGVIGIL_BPF_COMMON_H */
 
 /*
  * Send the backend's session context the first time the backend is seen,
@@ -385,3 +393,29 @@ static __always_inline struct pgv_backend *pgv_backend_here(struct pt_regs *ctx)
 		pgv_stack_unwind(backend, PT_REGS_SP_CORE(ctx));
 	return backend;
 }
+
+/*
+ * Start a record of 'type' in the first scratch slot for the backend behind
+ * this probe: its stack cut back to here, its session context sent first
+ * when 'layout' is given (executable probes only: the cookie of a USDT
+ * probe is libbpf's). Returns the record, header filled, or NULL.
+ */
+static __always_inline void *pgv_record_begin(struct pt_regs *ctx,
+					      const struct pg_layout *layout,
+					      __u16 type)
+{
+	struct pgv_backend *backend = pgv_backend_here(ctx);
+	struct pgv_header *hdr;
+
+	if (!backend)
+		return NULL;
+	if (layout)
+		pgv_session_check(ctx, layout, backend);
+	hdr = pgv_scratch(0);
+	if (!hdr)
+		return NULL;
+	pgv_fill_header(hdr, type, backend);
+	return hdr;
+}
+
+#endif /* PGVIGIL_BPF_COMMON_H */

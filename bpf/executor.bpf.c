@@ -147,7 +147,6 @@ int BPF_KPROBE(executor_start, const void *query_desc)
 {
 	struct pg_layout *layout = pgv_layout(ctx);
 	struct pgv_exec_event *record;
-	struct pgv_backend *backend;
 	const void *plannedstmt;
 	const char *source;
 	__u32 captured;
@@ -155,16 +154,13 @@ int BPF_KPROBE(executor_start, const void *query_desc)
 
 	if (!layout || !query_desc)
 		return 0;
-	backend = pgv_backend_here(ctx);
-	if (!backend)
+	if (pgv_skip_reads && plain_read(query_desc, layout)) {
+		pgv_backend_here(ctx);	/* the stack repair still applies */
 		return 0;
-	if (pgv_skip_reads && plain_read(query_desc, layout))
-		return 0;
-	pgv_session_check(ctx, layout, backend);
-	record = pgv_scratch(0);
+	}
+	record = pgv_record_begin(ctx, layout, PGV_EV_EXEC);
 	if (!record)
 		return 0;
-	pgv_fill_header(&record->hdr, PGV_EV_EXEC, backend);
 	record->operation = pgv_read_u32(query_desc + layout->qd_operation);
 	plannedstmt = (void *)pgv_read_ptr(query_desc + layout->qd_plannedstmt);
 	source = (void *)pgv_read_ptr(query_desc + layout->qd_source_text);

@@ -4,7 +4,8 @@
  * server has already resolved names to OIDs (so search_path, quoting and
  * renames cannot hide the target): ExecuteTruncateGuts (its relids list),
  * heap_drop_with_catalog, AlterTable (the context's relid and the
- * subcommand types) and RenameRelationInternal.
+ * subcommand types), RenameRelationInternal and
+ * AlterRelationNamespaceInternal.
  */
 #include "common.bpf.h"
 
@@ -17,20 +18,14 @@ int BPF_KPROBE(process_utility, const void *plannedstmt, const char *source)
 {
 	struct pg_layout *layout = pgv_layout(ctx);
 	struct pgv_utility_event *record;
-	struct pgv_backend *backend;
 	const void *stmt;
 	__u32 captured;
 
 	if (!layout || !plannedstmt)
 		return 0;
-	backend = pgv_backend_here(ctx);
-	if (!backend)
-		return 0;
-	pgv_session_check(ctx, layout, backend);
-	record = pgv_scratch(0);
+	record = pgv_record_begin(ctx, layout, PGV_EV_UTILITY);
 	if (!record)
 		return 0;
-	pgv_fill_header(&record->hdr, PGV_EV_UTILITY, backend);
 	stmt = (void *)pgv_read_ptr(plannedstmt + layout->ps_utility_stmt);
 	record->node_tag = stmt ? pgv_read_u32(stmt) : 0;
 	captured = pgv_read_text(record->text, source, plannedstmt, layout,
@@ -46,15 +41,10 @@ static __always_inline struct pgv_target_event *
 target_begin(struct pt_regs *ctx, __u32 kind)
 {
 	struct pgv_target_event *record;
-	struct pgv_backend *backend;
 
-	backend = pgv_backend_here(ctx);
-	if (!backend)
-		return NULL;
-	record = pgv_scratch(0);
+	record = pgv_record_begin(ctx, NULL, PGV_EV_TARGET);
 	if (!record)
 		return NULL;
-	pgv_fill_header(&record->hdr, PGV_EV_TARGET, backend);
 	record->kind = kind;
 	record->n_relids = 0;
 	record->n_alter_cmds = 0;
@@ -114,6 +104,16 @@ int BPF_KPROBE(heap_drop, __u32 relid)
 /* RenameRelationInternal(Oid myrelid, const char *newrelname, ...) */
 SEC("uprobe")
 int BPF_KPROBE(rename_relation, __u32 relid)
+{
+	return target_one(ctx, PGV_TARGET_RENAME, relid);
+}
+
+/*
+ * AlterRelationNamespaceInternal(Relation classRel, Oid relOid, ...): ALTER
+ * TABLE ... SET SCHEMA, a rename by another name
+ */
+SEC("uprobe")
+int BPF_KPROBE(set_schema, const void *class_rel, __u32 relid)
 {
 	return target_one(ctx, PGV_TARGET_RENAME, relid);
 }

@@ -9,31 +9,38 @@
 
 /*
  * With pgv_skip_reads: the monitor ignores starts, and needs an end only
- * for a transaction that sent something it may hold or act on.
+ * for a transaction that sent something it may hold or act on. The stack
+ * is cut back here all the same: an abort marks where an error landed.
  */
-static __always_inline bool xact_needed(struct pgv_backend *backend,
-					__u32 kind)
+static __always_inline bool xact_needed(struct pt_regs *ctx, __u32 kind)
 {
-	return kind != PGV_XACT_START && backend->sent_in_xact;
+	struct pgv_backend *backend = pgv_backend_here(ctx);
+
+	return kind != PGV_XACT_START && backend && backend->sent_in_xact;
+}
+
+/* After the end's own record, which counts as sent: the next starts clean. */
+static __always_inline void xact_ended(void)
+{
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	struct pgv_backend *backend = bpf_map_lookup_elem(&backends, &pid);
+
+	if (backend)
+		backend->sent_in_xact = 0;
 }
 
 static __always_inline int xact_event(struct pt_regs *ctx, __u32 kind,
 				      long xid)
 {
 	struct pgv_xact_event *record;
-	struct pgv_backend *backend;
 
-	backend = pgv_backend_here(ctx);
-	if (!backend)
+	if (pgv_skip_reads && !xact_needed(ctx, kind))
 		return 0;
-	if (pgv_skip_reads && !xact_needed(backend, kind))
-		return 0;
-	record = pgv_scratch(0);
+	record = pgv_record_begin(ctx, NULL, PGV_EV_XACT);
 	if (!record)
 		return 0;
-	pgv_fill_header(&record->hdr, PGV_EV_XACT, backend);
-	if (kind != PGV_XACT_START)
-		backend->sent_in_xact = 0;
+	if (pgv_skip_reads && kind != PGV_XACT_START)
+		xact_ended();
 	record->kind = kind;
 	record->local_xid = (__u32)xid;
 	pgv_send(record, sizeof(*record));

@@ -250,6 +250,26 @@ static int bind_descendants(struct catalog_db *db, struct oidmap *balance_rels)
 	return 0;
 }
 
+/* A bound column keeps its number through a rename; follow its name. */
+static void rename_column(struct catalog_db *db, uint32_t relid, int attnum,
+			  const char *attname)
+{
+	struct catalog_balance *balance = oidmap_get(&db->balances, relid);
+	char *copy;
+	int i;
+
+	for (i = 0; balance && i < balance->n_columns; i++) {
+		if (balance->attnums[i] != attnum ||
+		    !strcmp(balance->names[i], attname))
+			continue;
+		copy = strdup(attname);
+		if (!copy)
+			return;
+		free(balance->names[i]);
+		balance->names[i] = copy;
+	}
+}
+
 /* Bind the balance columns of the relations that match by name. */
 static int load_balance_columns(struct catalog_db *db,
 				struct oidmap *balance_rels)
@@ -259,7 +279,7 @@ static int load_balance_columns(struct catalog_db *db,
 	PGresult *res;
 	int row;
 
-	if (!balance_rels->count)
+	if (!balance_rels->count && !db->balances.count)
 		return 0;
 	res = query(db, "SELECT attrelid, attnum, attname FROM pg_attribute "
 		    "WHERE attnum > 0 AND NOT attisdropped AND attrelid IN "
@@ -271,6 +291,7 @@ static int load_balance_columns(struct catalog_db *db,
 		uint32_t relid = strtoul(PQgetvalue(res, row, 0), NULL, 10);
 		const char *attname = PQgetvalue(res, row, 2);
 
+		rename_column(db, relid, atoi(PQgetvalue(res, row, 1)), attname);
 		rel = oidmap_get(balance_rels, relid);
 		if (rel && policy_names_match(&policy->balance_columns,
 					      rel->schema, rel->name, attname))

@@ -58,14 +58,24 @@ static bool colset_has(const __u64 *words, unsigned int member)
 	return words[member / 64] & (1ULL << (member % 64));
 }
 
+/*
+ * Is the write done inside an allowed function? Walking from the innermost
+ * frame out, an allowed function makes it legal, but a trigger met first
+ * does not pass: a trigger the allowed function's own writes fire is code
+ * it does not control, and one on the balance table could ride on every
+ * legal posting. Functions the allowed one calls directly are its own.
+ */
 static bool stack_allowed(const struct classify_bindings *bindings,
 			  const struct pgv_header *hdr)
 {
-	__u32 i;
+	int i = hdr->stack_len < PGV_STACK_MAX ? hdr->stack_len : PGV_STACK_MAX;
 
-	for (i = 0; i < hdr->stack_len && i < PGV_STACK_MAX; i++)
+	while (--i >= 0) {
 		if (bindings->allowed(bindings->arg, hdr->stack[i]))
 			return true;
+		if (hdr->trigger_mask & (1u << i))
+			return false;
+	}
 	return false;
 }
 

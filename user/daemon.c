@@ -315,6 +315,24 @@ static int attach_initial(struct daemon *d)
 
 static uint64_t now_ns(void);
 
+/*
+ * A child of an unwatched parent sent an event. With --pg-pid, a server
+ * restarted on the watched data directory is adopted at once, rather than
+ * at the next scan: its first statements are not missed.
+ */
+static bool adopt_parent(void *arg, uint32_t ppid)
+{
+	struct daemon *d = arg;
+	struct pg_server server;
+	char why[256];
+
+	if (!d->pg_pid || discover_one(ppid, &server, why, sizeof(why)) ||
+	    strcmp(server.datadir, d->datadir) || attach_server(d, &server))
+		return false;
+	monitor_watch(d->monitor, d->servers, d->n_servers);
+	return true;
+}
+
 static int on_record(void *ctx, void *data, size_t size)
 {
 	uint64_t start = now_ns();
@@ -587,6 +605,7 @@ static int setup(struct daemon *d)
 		log_error("%s", err);
 		return ret;
 	}
+	loader_set_wire(d->loader, d->policy->capture_wire);
 	ret = catalog_open(d->policy, &d->catalog);
 	if (ret)
 		return ret;
@@ -601,6 +620,7 @@ static int setup(struct daemon *d)
 		return ret;
 	options.recorder = d->recorder;
 	options.events_committed = kick_verifier;
+	options.adopt = adopt_parent;
 	options.arg = d;
 	ret = monitor_new(&options, &d->monitor);
 	if (ret)

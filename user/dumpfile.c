@@ -205,17 +205,6 @@ void dumpfile_key_clear(struct dumpfile_key *key)
 	OPENSSL_cleanse(key, sizeof(*key));
 }
 
-static int hex_value(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* 64 hex digits, whitespace allowed around them. */
 static int parse_hex_key(const char *text, size_t len, uint8_t master[32])
 {
@@ -226,7 +215,7 @@ static int parse_hex_key(const char *text, size_t len, uint8_t master[32])
 		if (text[i] == ' ' || text[i] == '\n' || text[i] == '\r' ||
 		    text[i] == '\t')
 			continue;
-		v = hex_value((unsigned char)text[i]);
+		v = OPENSSL_hexchar2int((unsigned char)text[i]);
 		if (v < 0 || n == 32)
 			return -EINVAL;
 		if (hi < 0) {

@@ -171,6 +171,7 @@ static int64_t rotated_last_id(struct feed *feed)
 
 static int journal_open(struct feed *feed, char *err, size_t err_len)
 {
+	struct stat st;
 	off_t cut_at;
 	int ret;
 
@@ -181,6 +182,15 @@ static int journal_open(struct feed *feed, char *err, size_t err_len)
 		snprintf(err, err_len, "cannot open journal '%s': %s",
 			 feed->path, strerror(-ret));
 		return ret;
+	}
+	/*
+	 * A journal is a regular file: '--feed /dev/null' must not chmod a
+	 * device (it did, and broke /dev/null for everyone on the host).
+	 */
+	if (fstat(feed->fd, &st) || !S_ISREG(st.st_mode)) {
+		snprintf(err, err_len, "journal '%s' is not a regular file",
+			 feed->path);
+		return -EINVAL;
 	}
 	/* an existing journal keeps its mode otherwise; records are private */
 	if (fchmod(feed->fd, 0600)) {

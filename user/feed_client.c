@@ -330,11 +330,14 @@ static void usage(FILE *out)
 		"usage: pgvigil feed [--url URL | --listen ADDR:PORT] [--since ID]\n"
 		"                    [--follow] [--token-file FILE] [--cacert FILE]\n"
 		"                    [--cert FILE --key FILE] [--invariant NAME]\n"
-		"                    [--relation SCHEMA.TABLE] [--user NAME]\n\n"
+		"                    [--relation SCHEMA.TABLE] [--user NAME]\n"
+		"                    [--retries N]\n\n"
 		"Print the violation records of a running 'pgvigil run', one JSON\n"
 		"line each. --since ID prints the records after ID (0: all the\n"
 		"journal holds), then the new ones; --follow keeps the stream open\n"
-		"and resumes after the last id when the daemon restarts.\n"
+		"and resumes after the last id when the daemon restarts,\n"
+		"giving up after --retries N attempts in a row without\n"
+		"progress (default 30, one a second).\n"
 		"Default: http://%s\n", HTTP_DEFAULT_LISTEN);
 }
 

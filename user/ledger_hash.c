@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "ledger_hash.h"
@@ -179,24 +180,13 @@ void ledger_hash_hex(const uint8_t hash[LEDGER_HASH_LEN], char *hex)
 	hex[2 * LEDGER_HASH_LEN] = 0;
 }
 
-static int hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int ledger_hash_parse(const char *hex, uint8_t hash[LEDGER_HASH_LEN])
 {
 	int i, hi, lo;
 
 	for (i = 0; i < LEDGER_HASH_LEN; i++) {
-		hi = hex_digit(hex[2 * i]);
-		lo = hi < 0 ? -1 : hex_digit(hex[2 * i + 1]);
+		hi = OPENSSL_hexchar2int(hex[2 * i]);
+		lo = hi < 0 ? -1 : OPENSSL_hexchar2int(hex[2 * i + 1]);
 		if (lo < 0)
 			return -EINVAL;
 		hash[i] = hi << 4 | lo;

@@ -33,6 +33,7 @@ struct loader {
 	size_t n_binaries;
 	unsigned int n_layouts;
 	int ncpus;
+	bool wire;		/* attach the client read probes */
 };
 
 struct probe {
@@ -92,6 +93,11 @@ int loader_open_with(struct loader **out, const struct loader_options *opts,
 fail:
 	loader_close(loader);
 	return ret;
+}
+
+void loader_set_wire(struct loader *loader, bool on)
+{
+	loader->wire = on;
 }
 
 static struct binary *find_binary(struct loader *loader, dev_t dev, ino_t ino)
@@ -188,6 +194,20 @@ static int attach_usdt(struct loader *loader, const char *path, char *err,
 	return 0;
 }
 
+/* The client read path (bpf/wire.bpf.c says why secure_read). */
+static int attach_wire(struct loader *loader, const char *path,
+		       unsigned int layout, char *err, size_t err_len)
+{
+	struct pgvigil_bpf *skel = loader->skel;
+	const struct probe probes[] = {
+		{ skel->progs.wire_read_entry, "secure_read", false },
+		{ skel->progs.wire_read_return, "secure_read", true },
+	};
+
+	return attach_probes(loader, path, layout, probes,
+			     sizeof(probes) / sizeof(probes[0]), err, err_len);
+}
+
 static int attach_executable(struct loader *loader, const char *path,
 			     unsigned int layout, char *err, size_t err_len)
 {
@@ -205,6 +225,7 @@ static int attach_executable(struct loader *loader, const char *path,
 		{ skel->progs.truncate_guts, "ExecuteTruncateGuts", false },
 		{ skel->progs.heap_drop, "heap_drop_with_catalog", false },
 		{ skel->progs.rename_relation, "RenameRelationInternal", false },
+		{ skel->progs.set_schema, "AlterRelationNamespaceInternal", false },
 		{ skel->progs.alter_table, "AlterTable", false },
 		{ skel->progs.sql_function_entry, "fmgr_sql", false },
 		{ skel->progs.function_return, "fmgr_sql", true },
@@ -217,6 +238,8 @@ static int attach_executable(struct loader *loader, const char *path,
 			    sizeof(probes) / sizeof(probes[0]), err, err_len);
 	if (!ret)
 		ret = attach_usdt(loader, path, err, err_len);
+	if (!ret && loader->wire)
+		ret = attach_wire(loader, path, layout, err, err_len);
 	return ret;
 }
 

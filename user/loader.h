@@ -33,6 +33,12 @@ int loader_open_with(struct loader **out, const struct loader_options *opts,
 		     char *err, size_t err_len);
 
 /*
+ * Capture what backends read from their clients (secure_read) in binaries
+ * attached from now on. Off by default; set before the first loader_attach.
+ */
+void loader_set_wire(struct loader *loader, bool on);
+
+/*
  * Attach every probe to the binaries of 'server' unless already attached.
  * Returns 1 when new probes were attached, 0 when the binary was already
  * covered, or a negative errno with a message in err.

@@ -24,7 +24,11 @@
 #include "monitor.h"
 #include "observe.h"
 #include "oidmap.h"
+#include "wire.h"
 #include "recorder.h"
+
+#define REFUSED_MAX 64
+#define DEFERRED_MAX 32
 
 /* long enough for a committing backend to finish making it visible */
 #define DDL_SETTLE_NS (200 * 1000000ULL)
@@ -54,10 +58,20 @@ struct backend {
 	char client[96];
 	struct catalog_db *db;
 	struct json_object *held;	/* records awaiting the outcome */
+	struct json_object *sent_in_progress;	/* their ids, if sent early */
+	/*
+	 * Writes to relations created in the open transaction: unknown to the
+	 * catalog until it commits, so classified again after it does (a new
+	 * table may match an immutable pattern).
+	 */
+	struct pgv_exec_event *deferred[DEFERRED_MAX];
+	int n_deferred;
 	uint64_t held_since_ns;
 	char *utility_text;		/* the last utility statement */
 	uint32_t utility_len;
 	bool utility_truncated;
+	struct wire_conn *wire;		/* its client's messages */
+	bool wire_reported;		/* a protocol error was reported */
 };
 
 struct monitor {
@@ -65,6 +79,8 @@ struct monitor {
 	struct oidmap backends;
 	uint32_t *watched;
 	size_t n_watched;
+	uint32_t refused[REFUSED_MAX];	/* parents not to watch, recent */
+	size_t n_refused;
 	int64_t realtime_offset_ns;
 	uint64_t last_drops[PGV_DROP_CAUSES];
 	struct monitor_stats stats;
@@ -76,6 +92,7 @@ static const char *const drop_causes[PGV_DROP_CAUSES] = {
 	[PGV_DROP_READ_FAILED] = "server_read_failed",
 	[PGV_DROP_NO_LAYOUT] = "no_layout",
 	[PGV_DROP_STACK_OVERFLOW] = "function_stack_overflow",
+	[PGV_DROP_WIRE_TRUNCATED] = "wire_read_truncated",
 };
 
 static int64_t clock_ns(clockid_t clock)
@@ -113,7 +130,7 @@ void monitor_watch(struct monitor *monitor, const uint32_t *pids, size_t n)
 	monitor->n_watched = n;
 }
 
-static bool watched(const struct monitor *monitor, uint32_t ppid)
+static bool watched(struct monitor *monitor, uint32_t ppid)
 {
 	size_t i;
 
@@ -122,6 +139,14 @@ static bool watched(const struct monitor *monitor, uint32_t ppid)
 	for (i = 0; i < monitor->n_watched; i++)
 		if (monitor->watched[i] == ppid)
 			return true;
+	/* ask once per parent: a refusal is remembered */
+	for (i = 0; i < REFUSED_MAX; i++)
+		if (monitor->refused[i] == ppid)
+			return false;
+	if (monitor->options.adopt &&
+	    monitor->options.adopt(monitor->options.arg, ppid))
+		return true;
+	monitor->refused[monitor->n_refused++ % REFUSED_MAX] = ppid;
 	return false;
 }
 
@@ -138,7 +163,7 @@ static void format_time(const struct monitor *monitor, uint64_t mono_ns,
 	snprintf(buf + n, len - n, ".%06ldZ", (long)(ns % 1000000000) / 1000);
 }
 
-static void emit(struct monitor *monitor, struct json_object *record)
+static int64_t emit(struct monitor *monitor, struct json_object *record)
 {
 	int64_t id = feed_emit(monitor->options.feed, record);
 
@@ -147,6 +172,7 @@ static void emit(struct monitor *monitor, struct json_object *record)
 			  strerror((int)-id));
 	monitor->stats.violations++;
 	json_object_put(record);
+	return id;
 }
 
 static struct json_object *monitor_record(struct monitor *monitor,
@@ -192,6 +218,8 @@ static void report_backend(struct monitor *monitor, const char *rule,
 	monitor_report(monitor, rule, detail);
 }
 
+static struct json_object *session_json(const struct backend *backend);
+
 /* Emit every held record of 'backend' with 'outcome'. */
 static void release(struct monitor *monitor, struct backend *backend,
 		    const char *outcome)
@@ -206,13 +234,43 @@ static void release(struct monitor *monitor, struct backend *backend,
 			json_object_array_get_idx(backend->held, i);
 		struct json_object *xact = json_object_new_object();
 
+		int64_t id;
+
 		json_object_object_add(xact, "outcome",
 				       json_object_new_string(outcome));
 		json_object_object_add(record, "transaction", xact);
-		emit(monitor, json_object_get(record));
+		id = emit(monitor, json_object_get(record));
+		if (id > 0 && !strcmp(outcome, "in_progress")) {
+			if (!backend->sent_in_progress)
+				backend->sent_in_progress = json_object_new_array();
+			json_object_array_add(backend->sent_in_progress,
+					      json_object_new_int64(id));
+		}
 	}
 	json_object_put(backend->held);
 	backend->held = NULL;
+}
+
+/*
+ * Records sent as in_progress learn their transaction's outcome in a
+ * record of the monitor's own that names them by id.
+ */
+static void report_late_outcome(struct monitor *monitor,
+				struct backend *backend, const char *outcome)
+{
+	struct json_object *record, *detail;
+
+	if (!backend->sent_in_progress)
+		return;
+	record = monitor_record(monitor, "transaction_outcome");
+	detail = json_object_new_object();
+	json_object_object_add(detail, "ids", backend->sent_in_progress);
+	json_object_object_add(detail, "outcome",
+			       json_object_new_string(outcome));
+	json_object_object_add(record, "detail", detail);
+	json_object_object_add(record, "session", session_json(backend));
+	backend->sent_in_progress = NULL;
+	emit(monitor, record);
 }
 
 static void hold(struct backend *backend, struct json_object *record,
@@ -225,12 +283,21 @@ static void hold(struct backend *backend, struct json_object *record,
 	json_object_array_add(backend->held, record);
 }
 
+static void drop_deferred(struct backend *backend)
+{
+	while (backend->n_deferred > 0)
+		free(backend->deferred[--backend->n_deferred]);
+}
+
 static void free_backend(void *value)
 {
 	struct backend *backend = value;
 
 	json_object_put(backend->held);
+	json_object_put(backend->sent_in_progress);
+	drop_deferred(backend);
 	free(backend->utility_text);
+	wire_conn_free(backend->wire);
 	free(backend);
 }
 
@@ -264,15 +331,17 @@ static struct backend *backend_of(struct monitor *monitor,
 		observe_sequence_gap(hdr->pid, hdr->seq - expected);
 		report_backend(monitor, "events_lost", backend, "lost",
 			       hdr->seq - expected, NULL);
+		/* what the client sent in between is unknown */
+		if (backend->wire)
+			wire_gap(backend->wire, 0);
 	}
 	backend->last_seq = hdr->seq;
 	return backend;
 }
 
-static void format_client(const struct pgv_session_event *event, char *buf,
-			  size_t len)
+static void format_client(const uint8_t *addr, char *buf, size_t len)
 {
-	const struct sockaddr *sa = (const void *)event->client_addr;
+	const struct sockaddr *sa = (const void *)addr;
 	char host[INET6_ADDRSTRLEN] = "";
 
 	if (sa->sa_family == AF_INET) {
@@ -298,8 +367,6 @@ static void copy_name(char *dst, const char *src, size_t len)
 	dst[len - 1] = 0;
 }
 
-static struct json_object *session_json(const struct backend *backend);
-
 static void record_session(struct monitor *monitor, struct backend *backend)
 {
 	struct json_object *session;
@@ -321,7 +388,8 @@ static void on_session(struct monitor *monitor, struct backend *backend,
 	copy_name(backend->database, event->database, sizeof(backend->database));
 	copy_name(backend->application, event->application,
 		  sizeof(backend->application));
-	format_client(event, backend->client, sizeof(backend->client));
+	format_client(event->client_addr, backend->client,
+		      sizeof(backend->client));
 	backend->has_session = true;
 	record_session(monitor, backend);
 	if (!backend->database[0] || backend->db)
@@ -383,6 +451,153 @@ static void add_statement(struct monitor *monitor, struct json_object *record,
 	free(masked);
 }
 
+static struct json_object *startup_json(const struct wire_conn *wire)
+{
+	const struct wire_startup *startup = wire_startup(wire);
+	struct json_object *json = json_object_new_object();
+
+	json_object_object_add(json, "user",
+			       json_object_new_string(startup->user));
+	json_object_object_add(json, "database",
+			       json_object_new_string(startup->database));
+	json_object_object_add(json, "application_name",
+			       json_object_new_string(
+				       startup->application_name));
+	json_object_object_add(json, "options",
+			       json_object_new_string(startup->options));
+	json_object_object_add(json, "ssl_requested",
+			       json_object_new_boolean(startup->ssl_requested));
+	return json;
+}
+
+/* Printable as a JSON string: UTF-8 without NUL (overlongs let pass). */
+static bool valid_utf8(const unsigned char *s, size_t len)
+{
+	size_t i = 0, n, k;
+
+	while (i < len) {
+		if (!s[i])
+			return false;
+		if (s[i] < 0x80) {
+			i++;
+			continue;
+		}
+		if (s[i] >= 0xc2 && s[i] <= 0xdf)
+			n = 1;
+		else if (s[i] >= 0xe0 && s[i] <= 0xef)
+			n = 2;
+		else if (s[i] >= 0xf0 && s[i] <= 0xf4)
+			n = 3;
+		else
+			return false;
+		if (len - i <= n)
+			return false;
+		for (k = 1; k <= n; k++)
+			if ((s[i + k] & 0xc0) != 0x80)
+				return false;
+		i += n + 1;
+	}
+	return true;
+}
+
+/* A bound value as captured: text as is, binary or odd bytes in hex. */
+static struct json_object *value_json(const struct wire_value *value)
+{
+	struct json_object *json;
+	char *hex;
+	uint32_t i;
+
+	if (value->length < 0)
+		return NULL;
+	if (value->format == 0 &&
+	    valid_utf8((const unsigned char *)value->bytes, value->kept))
+		return json_object_new_string_len(value->bytes, value->kept);
+	hex = malloc(2 * (size_t)value->kept + 3);
+	if (!hex)
+		return NULL;
+	strcpy(hex, "\\x");
+	for (i = 0; i < value->kept; i++)
+		sprintf(hex + 2 + 2 * i, "%02x", (unsigned char)value->bytes[i]);
+	json = json_object_new_string(hex);
+	free(hex);
+	return json;
+}
+
+/*
+ * Bound values: masked, each non-NULL value is "?" (NULL stays null: that a
+ * value was absent is not data); unmasked, as captured.
+ */
+static void add_bind_values(struct monitor *monitor, struct json_object *record,
+			    const struct wire_command *client)
+{
+	struct json_object *values = json_object_new_array();
+	struct json_object *formats = json_object_new_array();
+	uint16_t i;
+
+	for (i = 0; i < client->n_values; i++) {
+		const struct wire_value *value = &client->values[i];
+
+		json_object_array_add(formats, json_object_new_string(
+					       value->format ? "binary" : "text"));
+		if (value->length < 0)
+			json_object_array_add(values, NULL);
+		else if (!monitor->options.unmasked)
+			json_object_array_add(values, json_object_new_string("?"));
+		else
+			json_object_array_add(values, value_json(value));
+	}
+	json_object_object_add(record, "bind_values", values);
+	json_object_object_add(record, "bind_formats", formats);
+	if (!monitor->options.unmasked)
+		json_object_object_add(record, "bind_values_masking",
+				       json_object_new_string("replaced"));
+	if (client->values_truncated || client->n_values < client->n_params) {
+		json_object_object_add(record, "bind_values_truncated",
+				       json_object_new_boolean(1));
+		json_object_object_add(record, "bind_count",
+				       json_object_new_int64(client->n_params));
+	}
+}
+
+/*
+ * What the client sent for the statement: its own text (masked like
+ * "statement") and, through the extended protocol, the values it bound.
+ */
+static void add_client(struct monitor *monitor, struct json_object *record,
+		       const struct wire_command *client)
+{
+	enum mask_method method = MASK_NORMALIZED;
+	char *masked = NULL;
+
+	json_object_object_add(record, "client_protocol", json_object_new_string(
+				       client->protocol == WIRE_SIMPLE
+					       ? "simple" : "extended"));
+	if (client->text && !monitor->options.unmasked)
+		masked = mask_statement(client->text, &method);
+	if (client->text) {
+		json_object_object_add(record, "client_statement",
+				       json_object_new_string(masked ? masked
+							      : client->text));
+		if (!monitor->options.unmasked)
+			json_object_object_add(record,
+				"client_statement_masking",
+				json_object_new_string(mask_method_name(method)));
+	}
+	if (client->text_truncated) {
+		json_object_object_add(record, "client_statement_truncated",
+				       json_object_new_boolean(1));
+		json_object_object_add(record, "client_statement_length",
+				       json_object_new_int64(client->text_len));
+	}
+	free(masked);
+	if (client->protocol == WIRE_EXTENDED) {
+		if (client->statement_name && client->statement_name[0])
+			json_object_object_add(record, "prepared_statement",
+				json_object_new_string(client->statement_name));
+		add_bind_values(monitor, record, client);
+	}
+}
+
 static struct json_object *function_stack(struct backend *backend,
 					  const struct pgv_header *hdr)
 {
@@ -399,6 +614,7 @@ struct statement {
 	const char *text;
 	uint32_t full_len;
 	bool truncated;
+	const struct wire_command *client;	/* from the wire, or NULL */
 };
 
 static struct json_object *build_record(struct monitor *monitor,
@@ -445,6 +661,11 @@ static struct json_object *build_record(struct monitor *monitor,
 		json_object_object_add(record, "function_stack_truncated",
 				       json_object_new_boolean(1));
 	json_object_object_add(record, "session", session_json(backend));
+	if (backend->wire && wire_startup(backend->wire)->seen)
+		json_object_object_add(json_object_object_get(record, "session"),
+				       "startup", startup_json(backend->wire));
+	if (stmt->client)
+		add_client(monitor, record, stmt->client);
 	json_object_object_add(record, "backend_seq",
 			       json_object_new_int64(hdr->seq));
 	return record;
@@ -526,9 +747,34 @@ static const char *const command_names[8] = {
  * Give the flight recorder the statement, unmasked: it masks what it writes
  * unless the dump is encrypted. 'exec' is NULL for a utility statement.
  */
+/*
+ * The client's own statement and values, as captured: the recorder masks
+ * them (and drops the values) when it writes an unencrypted dump.
+ */
+static void record_client(struct json_object *record,
+			  const struct wire_command *client)
+{
+	struct json_object *values;
+	uint16_t i;
+
+	json_object_object_add(record, "client_protocol", json_object_new_string(
+				       client->protocol == WIRE_SIMPLE
+					       ? "simple" : "extended"));
+	if (client->text)
+		json_object_object_add(record, "client_statement",
+				       json_object_new_string(client->text));
+	if (client->protocol != WIRE_EXTENDED)
+		return;
+	values = json_object_new_array();
+	for (i = 0; i < client->n_values; i++)
+		json_object_array_add(values, value_json(&client->values[i]));
+	json_object_object_add(record, "bind_values", values);
+}
+
 static void record_statement(struct monitor *monitor, struct backend *backend,
 			     const struct pgv_header *hdr, const char *text,
-			     const struct pgv_exec_event *exec)
+			     const struct pgv_exec_event *exec,
+			     const struct wire_command *client)
 {
 	struct json_object *record, *rels;
 	char stamp[40];
@@ -553,6 +799,8 @@ static void record_statement(struct monitor *monitor, struct backend *backend,
 	if (backend->db)
 		json_object_object_add(record, "function_stack",
 				       function_stack(backend, hdr));
+	if (client)
+		record_client(record, client);
 	recorder_add(monitor->options.recorder, backend->pid, backend->start_ns,
 		     record);
 	json_object_put(record);
@@ -594,6 +842,52 @@ static void report_truncated(struct monitor *monitor, struct backend *backend,
 	emit(monitor, record);
 }
 
+/* Keep a write to a relation this open transaction created. */
+static void defer_if_new(struct backend *backend,
+			 const struct pgv_exec_event *event)
+{
+	size_t size = PGV_EXEC_FIXED + event->text_captured + 1;
+	struct pgv_exec_event *copy;
+	int i;
+
+	if (!backend->ddl || backend->n_deferred == DEFERRED_MAX)
+		return;
+	for (i = 0; i < event->n_result_rels && i < PGV_RESULT_RELS_MAX; i++) {
+		const struct pgv_result_rel *rel = &event->rels[i];
+
+		if (!(rel->required_perms & (ACL_UPDATE_BIT | ACL_DELETE_BIT)) ||
+		    catalog_relation(backend->db, rel->relid))
+			continue;
+		copy = malloc(sizeof(*copy));
+		if (!copy)
+			return;
+		memcpy(copy, event, size);
+		backend->deferred[backend->n_deferred++] = copy;
+		return;
+	}
+}
+
+/* After the commit is visible: classify the deferred writes again. */
+static void classify_deferred(struct monitor *monitor, struct backend *backend)
+{
+	struct finding found[CLASSIFY_FINDINGS_MAX];
+	struct classify_bindings bindings = bindings_of(monitor, backend);
+	struct statement stmt = { 0 };
+	int i, n;
+
+	for (i = 0; i < backend->n_deferred; i++) {
+		const struct pgv_exec_event *event = backend->deferred[i];
+
+		n = classify_exec(&bindings, event, found);
+		stmt.text = event->text;
+		stmt.full_len = event->text_len;
+		stmt.truncated = event->hdr.flags & PGV_F_TEXT_TRUNCATED;
+		classify_and_hold(monitor, backend, &event->hdr, found, n, &stmt);
+	}
+	drop_deferred(backend);
+	release(monitor, backend, "committed");
+}
+
 static void on_exec(struct monitor *monitor, struct backend *backend,
 		    const struct pgv_exec_event *event)
 {
@@ -603,7 +897,11 @@ static void on_exec(struct monitor *monitor, struct backend *backend,
 	int n;
 
 	monitor->stats.statements[event->operation & 7]++;
-	record_statement(monitor, backend, &event->hdr, event->text, event);
+	/* every statement moves the join along, violation or not */
+	stmt.client = backend->wire ? wire_match(backend->wire, event->text)
+				    : NULL;
+	record_statement(monitor, backend, &event->hdr, event->text, event,
+			 stmt.client);
 	if (event->hdr.flags & PGV_F_RELS_TRUNCATED)
 		report_truncated(monitor, backend, &event->hdr, event->text,
 				 event->text_len,
@@ -611,6 +909,7 @@ static void on_exec(struct monitor *monitor, struct backend *backend,
 	if (!event->n_result_rels || !classifiable(monitor, backend))
 		return;
 	note_event_inserts(backend, event);
+	defer_if_new(backend, event);
 	bindings = bindings_of(monitor, backend);
 	n = classify_exec(&bindings, event, found);
 	if (!n)
@@ -628,7 +927,9 @@ static void on_utility(struct monitor *monitor, struct backend *backend,
 					    event->node_tag);
 
 	monitor->stats.statements[6]++;
-	record_statement(monitor, backend, &event->hdr, event->text, NULL);
+	record_statement(monitor, backend, &event->hdr, event->text, NULL,
+			 backend->wire ? wire_match(backend->wire, event->text)
+				       : NULL);
 	free(backend->utility_text);
 	backend->utility_text = strndup(event->text, event->text_captured);
 	backend->utility_len = event->text_len;
@@ -666,6 +967,8 @@ static void on_target(struct monitor *monitor, struct backend *backend,
 	if (!n)
 		return;
 	stmt.text = backend->utility_text ? backend->utility_text : "";
+	stmt.client = backend->wire ? wire_match(backend->wire, stmt.text)
+				    : NULL;
 	stmt.full_len = backend->utility_len;
 	stmt.truncated = backend->utility_truncated;
 	classify_and_hold(monitor, backend, &event->hdr, found, n, &stmt);
@@ -679,6 +982,8 @@ static void on_xact(struct monitor *monitor, struct backend *backend,
 	if (event->kind == PGV_XACT_START)
 		return;
 	release(monitor, backend, committed ? "committed" : "rolled_back");
+	report_late_outcome(monitor, backend,
+			    committed ? "committed" : "rolled_back");
 	if (monitor->options.recorder)
 		recorder_xact_end(monitor->options.recorder, backend->pid,
 				  backend->start_ns,
@@ -689,6 +994,8 @@ static void on_xact(struct monitor *monitor, struct backend *backend,
 	backend->inserted_events = false;
 	if (backend->ddl && committed && backend->db)
 		backend->ddl_committed_ns = event->hdr.time_ns;
+	else
+		drop_deferred(backend);	/* its new relations are gone */
 	backend->ddl = false;
 }
 
@@ -734,13 +1041,57 @@ static void refresh_after_ddl(struct monitor *monitor, struct backend *backend)
 	n = catalog_take_changed_allowed(backend->db, changed, 16);
 	for (i = 0; i < n; i++)
 		report_allowed_change(monitor, backend, changed[i]);
+	classify_deferred(monitor, backend);
 	backend->ddl_committed_ns = 0;
+}
+
+/*
+ * Bytes the backend read from its client. A protocol error is reported once
+ * per connection: the wire fields of its records are missing or stale from
+ * there until the parser is back in step.
+ */
+static void on_wire(struct monitor *monitor, struct backend *backend,
+		    const struct pgv_wire_event *event)
+{
+	uint32_t end = event->offset + event->captured;
+	int ret = 0;
+
+	monitor->stats.wire_bytes += event->captured;
+	if (!backend->wire) {
+		backend->wire = wire_conn_new();
+		if (!backend->wire)
+			return;
+	}
+	if (event->client_addr_len && !backend->client[0])
+		format_client(event->client_addr, backend->client,
+			      sizeof(backend->client));
+	if (event->hdr.flags & PGV_F_READ_FAILED)
+		wire_gap(backend->wire, event->read_len - event->offset);
+	else
+		ret = wire_feed(backend->wire, event->data, event->captured,
+				event->offset == 0);
+	/* the last chunk of a read longer than the capture */
+	if (!ret && event->captured == PGV_WIRE_CHUNK &&
+	    event->offset == (PGV_WIRE_CHUNKS - 1) * PGV_WIRE_CHUNK &&
+	    event->read_len > end)
+		wire_gap(backend->wire, event->read_len - end);
+	if (ret == -EPROTO) {
+		monitor->stats.wire_errors++;
+		if (!backend->wire_reported)
+			report_backend(monitor, "wire_protocol_error", backend,
+				       NULL, 0, wire_error(backend->wire));
+		backend->wire_reported = true;
+	}
 }
 
 static void on_backend_exit(struct monitor *monitor, struct backend *backend)
 {
 	/* the server rolls back what an exiting backend left open */
 	release(monitor, backend, "rolled_back");
+	report_late_outcome(monitor, backend, "rolled_back");
+	if (backend->wire && wire_end(backend->wire) == -EPIPE)
+		log_debug("backend %u: connection ended mid-message",
+			  backend->pid);
 	if (monitor->options.recorder)
 		recorder_backend_exit(monitor->options.recorder, backend->pid,
 				      backend->start_ns);
@@ -762,6 +1113,8 @@ static size_t minimum_size(__u16 type)
 		return sizeof(struct pgv_session_event);
 	case PGV_EV_EXIT:
 		return sizeof(struct pgv_exit_event);
+	case PGV_EV_WIRE:
+		return PGV_WIRE_FIXED;
 	default:
 		return SIZE_MAX;
 	}
@@ -821,6 +1174,17 @@ int monitor_handle(struct monitor *monitor, const void *data, size_t size)
 	case PGV_EV_EXIT:
 		on_backend_exit(monitor, backend);
 		break;
+	case PGV_EV_WIRE: {
+		const struct pgv_wire_event *e = data;
+
+		if (e->captured > PGV_WIRE_CHUNK ||
+		    e->captured > size - PGV_WIRE_FIXED) {
+			monitor_report(monitor, "malformed_event", NULL);
+			break;
+		}
+		on_wire(monitor, backend, e);
+		break;
+	}
 	}
 	return 0;
 }

@@ -30,6 +30,12 @@ struct monitor_options {
 	struct recorder *recorder;	/* flight recorder, or NULL */
 	/* a transaction that inserted into the events table committed */
 	void (*events_committed)(void *arg);
+	/*
+	 * An event came from a child of 'ppid', which is not watched: should
+	 * it be (a watched server restarted under a new pid)? The callback
+	 * calls monitor_watch itself when it says yes. NULL: never.
+	 */
+	bool (*adopt)(void *arg, uint32_t ppid);
 	void *arg;
 };
 
@@ -40,6 +46,8 @@ struct monitor_stats {
 	uint64_t events_lost;		/* sequence gaps */
 	uint64_t backends;
 	uint64_t ignored;		/* events of unwatched processes */
+	uint64_t wire_bytes;		/* client bytes captured */
+	uint64_t wire_errors;		/* client protocol errors */
 };
 
 int monitor_new(const struct monitor_options *options, struct monitor **out);

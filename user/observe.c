@@ -32,6 +32,7 @@ static const char *const drop_causes[PGV_DROP_CAUSES] = {
 	[PGV_DROP_READ_FAILED] = "read_failed",
 	[PGV_DROP_NO_LAYOUT] = "no_layout",
 	[PGV_DROP_STACK_OVERFLOW] = "stack_overflow",
+	[PGV_DROP_WIRE_TRUNCATED] = "wire_read_truncated",
 };
 
 /* CmdType order, as the monitor counts statements */

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <openssl/evp.h>
+#include <sys/stat.h>
 #include <yaml.h>
 
 #include "policy.h"
@@ -39,6 +40,7 @@ struct parse {
 };
 
 #define P(member) offsetof(struct policy, member)
+#define POLICY_MAX_BYTES (16 << 20)
 
 static const struct field database_fields[] = {
 	{ "dsn", F_STRING, P(dsn) },
@@ -504,6 +506,7 @@ int policy_load(const char *path, struct policy **out, char *err,
 {
 	struct parse p = { .path = path, .err = err, .err_len = err_len };
 	yaml_document_t doc;
+	struct stat st;
 	FILE *f;
 	int ret;
 
@@ -514,6 +517,14 @@ int policy_load(const char *path, struct policy **out, char *err,
 		snprintf(err, err_len, "cannot open policy '%s': %s", path,
 			 strerror(-ret));
 		return ret;
+	}
+	/* a device or a directory would hang or confuse the YAML reader */
+	if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode) ||
+	    st.st_size > POLICY_MAX_BYTES) {
+		snprintf(err, err_len, "policy '%s' is not a regular file of at "
+			 "most %d MiB", path, POLICY_MAX_BYTES >> 20);
+		fclose(f);
+		return -EINVAL;
 	}
 	p.doc = &doc;
 	p.policy = calloc(1, sizeof(*p.policy));

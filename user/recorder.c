@@ -154,6 +154,7 @@ static char *shorten(const struct recorder *rec, struct json_object *record,
 		return NULL;
 	json_object_object_foreach(record, key, val) {
 		if (strcmp(key, "statement") && strcmp(key, "params") &&
+		    strcmp(key, "client_statement") &&
 		    json_object_get_type(val) != json_type_array &&
 		    json_object_get_type(val) != json_type_object)
 			json_object_object_add(stub, key, json_object_get(val));
@@ -322,25 +323,35 @@ struct dump_source {
 	const char *complete;	/* why collection ended, or NULL */
 };
 
-/*
- * Unencrypted dumps never carry literals: the statement goes through the
- * caller's masker and bind values are left out.
- */
-static void mask_record(struct dump_ctx *ctx, struct json_object *obj)
+/* Replace the string 'key' of 'obj' with its masked form. */
+static void mask_field(struct dump_ctx *ctx, struct json_object *obj,
+		       const char *key)
 {
 	struct json_object *field;
 	const char *masked;
 
-	if (!ctx->masked || !json_object_is_type(obj, json_type_object))
-		return;
-	json_object_object_del(obj, "params");
-	if (!json_object_object_get_ex(obj, "statement", &field) ||
+	if (!json_object_object_get_ex(obj, key, &field) ||
 	    !json_object_is_type(field, json_type_string))
 		return;
 	masked = ctx->rec->cfg.mask_fn(json_object_get_string(field),
 				       ctx->mask_buf, MASK_BYTES);
-	json_object_object_add(obj, "statement", json_object_new_string(
+	json_object_object_add(obj, key, json_object_new_string(
 		masked ? masked : "[masked: not maskable]"));
+}
+
+/*
+ * Unencrypted dumps never carry literals: the statements (the executor's
+ * and the client's own, from wire capture) go through the caller's masker
+ * and bind values are left out.
+ */
+static void mask_record(struct dump_ctx *ctx, struct json_object *obj)
+{
+	if (!ctx->masked || !json_object_is_type(obj, json_type_object))
+		return;
+	json_object_object_del(obj, "params");
+	json_object_object_del(obj, "bind_values");
+	mask_field(ctx, obj, "statement");
+	mask_field(ctx, obj, "client_statement");
 }
 
 /* Write one frame, reserving the last frame for a truncation mark. */

@@ -105,13 +105,19 @@ static int parse_verify_args(int argc, char **argv, struct verify_args *a)
 			break;
 		case 't':
 			a->threads = strtol(optarg, &end, 10);
-			if (*end || a->threads < 1 || a->threads > 256)
+			if (*end || a->threads < 1 || a->threads > 256) {
+				fprintf(stderr, "pgvigil: bad --threads '%s' "
+					"(1 to 256)\n", optarg);
 				return -EINVAL;
+			}
 			break;
 		case 'r':
 			a->range_size = strtoll(optarg, &end, 10);
-			if (*end || a->range_size < 1)
+			if (*end || a->range_size < 1) {
+				fprintf(stderr, "pgvigil: bad --range-size '%s' "
+					"(a positive number)\n", optarg);
 				return -EINVAL;
+			}
 			break;
 		case 'f':
 			a->follow = true;

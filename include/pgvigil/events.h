@@ -20,6 +20,9 @@
 #define PGV_ALTER_CMDS_MAX	8	/* ALTER TABLE subcommands */
 #define PGV_NAME_MAX		64	/* NAMEDATALEN */
 #define PGV_APP_MAX		64
+#define PGV_WIRE_CHUNK		4096	/* client bytes per wire record */
+#define PGV_WIRE_CHUNKS		4	/* records per read, at most */
+#define PGV_WIRE_ADDR_MAX	32	/* sockaddr_in6 and less */
 
 enum pgv_event_type {
 	PGV_EV_EXEC = 1,	/* ExecutorStart */
@@ -28,6 +31,7 @@ enum pgv_event_type {
 	PGV_EV_XACT,		/* transaction start, commit, abort */
 	PGV_EV_SESSION,		/* session context, once per backend */
 	PGV_EV_EXIT,		/* a backend exited */
+	PGV_EV_WIRE,		/* bytes a backend read from its client */
 };
 
 enum pgv_target_kind {
@@ -57,6 +61,7 @@ enum pgv_drop_cause {
 	PGV_DROP_READ_FAILED,		/* reading server memory failed */
 	PGV_DROP_NO_LAYOUT,		/* probe cookie names no layout */
 	PGV_DROP_STACK_OVERFLOW,	/* function stack deeper than kept */
+	PGV_DROP_WIRE_TRUNCATED,	/* a client read longer than captured */
 	PGV_DROP_CAUSES,
 };
 
@@ -73,6 +78,8 @@ struct pgv_header {
 	__u32 depth;		/* function frames on the stack */
 	__u32 stack_len;	/* frames kept in stack[] */
 	__u32 stack[PGV_STACK_MAX];	/* function OIDs, outermost first */
+	__u32 trigger_mask;	/* bit i: stack[i] runs as a trigger */
+	__u32 pad;
 };
 
 struct pgv_result_rel {
@@ -135,18 +142,39 @@ struct pgv_exit_event {
 	struct pgv_header hdr;
 };
 
+/*
+ * One chunk of what secure_read() returned to the backend: the client's
+ * protocol bytes after TLS. A read longer than one chunk is sent as several
+ * records with increasing 'offset'; the bytes past the last chunk sent
+ * (offset + captured < read_len) were not captured. The client address
+ * rides along on the backend's first read only (client_addr_len 0 else).
+ */
+struct pgv_wire_event {
+	struct pgv_header hdr;
+	__u32 read_len;		/* bytes the read returned */
+	__u32 offset;		/* of data[0] within the read */
+	__u32 captured;		/* bytes in data[] */
+	__u32 client_addr_len;
+	__u8 client_addr[PGV_WIRE_ADDR_MAX];	/* start of a sockaddr */
+	__u8 data[PGV_WIRE_CHUNK];	/* followed by nothing: sent cut */
+};
+
 /* The text must be the last member: only its used part is sent. */
 #define PGV_EXEC_FIXED	 ((unsigned long)&((struct pgv_exec_event *)0)->text)
 #define PGV_UTIL_FIXED	 ((unsigned long)&((struct pgv_utility_event *)0)->text)
+#define PGV_WIRE_FIXED	 ((unsigned long)&((struct pgv_wire_event *)0)->data)
 
 #ifndef __BPF__
-_Static_assert(sizeof(struct pgv_header) == 128, "pgv_header size");
+_Static_assert(sizeof(struct pgv_header) == 136, "pgv_header size");
 _Static_assert(sizeof(struct pgv_result_rel) == 80, "pgv_result_rel size");
 _Static_assert(sizeof(struct pgv_exec_event) ==
-		       128 + 16 + PGV_RESULT_RELS_MAX * 80 + PGV_TEXT_MAX,
+		       136 + 16 + PGV_RESULT_RELS_MAX * 80 + PGV_TEXT_MAX,
 	       "pgv_exec_event size");
-_Static_assert(sizeof(struct pgv_session_event) == 128 + 64 * 3 + 136,
+_Static_assert(sizeof(struct pgv_session_event) == 136 + 64 * 3 + 136,
 	       "pgv_session_event size");
+_Static_assert(sizeof(struct pgv_wire_event) ==
+		       136 + 16 + PGV_WIRE_ADDR_MAX + PGV_WIRE_CHUNK,
+	       "pgv_wire_event size");
 #endif
 
 #endif /* PGVIGIL_EVENTS_H */

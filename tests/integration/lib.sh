@@ -57,6 +57,9 @@ pgv_cluster_stop()
 	[ -n "${PGDATA:-}" ] && [ -d "$PGDATA" ] &&
 		runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PGDATA" -m immediate \
 			-w stop >/dev/null 2>&1
+	# a test may have mounted something there (a small file system)
+	[ -n "${PGV_TMP:-}" ] && awk -v t="$PGV_TMP/" 'index($2, t) == 1 { print $2 }' \
+		/proc/mounts | xargs -r umount 2>/dev/null
 	[ -n "${PGV_TMP:-}" ] && rm -rf "$PGV_TMP"
 	PGV_TMP=
 	PGDATA=

@@ -90,14 +90,81 @@ test_restarted_postmaster_is_attached_again()
 		>/dev/null
 	PGV_POSTMASTER=$(head -1 "$PGDATA/postmaster.pid")
 	[ "$PGV_POSTMASTER" != "$old" ]
+	# at once: the first statements of the new server must not be missed
+	pgv_psql -d bank -c "UPDATE accounts SET balance = 3 WHERE account = 'bob'"
 	for i in $(seq 1 100); do
-		grep -q "watching postmaster $PGV_POSTMASTER" "$out.err" && break
+		grep -q balance_write "$out" && break
 		sleep 0.1
 	done
-	grep -q "postmaster $old exited" "$out.err"
 	grep -q "watching postmaster $PGV_POSTMASTER" "$out.err"
-	pgv_psql -d bank -c "UPDATE accounts SET balance = 3 WHERE account = 'bob'"
+	pgv_stop_monitor
+	assert_eq "$(jq -r 'select(.invariant != "monitor") | .rule' "$out")" \
+		balance_write_outside_allowed_function rule
+	assert_eq "$(jq -r 'select(.invariant == "monitor") | .rule' "$out")" "" \
+		"monitor records"
+}
+
+test_journal_that_is_not_a_regular_file_is_refused_and_left_alone()
+{
+	# a private node of the null device: a regression must not take the
+	# host's /dev/null down with it
+	mknod -m 666 "$PGV_TMP/null" c 1 3
+	expect_exit 2 "is not a regular file" timeout 10 \
+		"$PGV_BIN" run --policy "$PGV_TMP/policy.yaml" --feed "$PGV_TMP/null" \
+		--pg-pid "$PGV_POSTMASTER" --pid-file "$PGV_TMP/x.pid"
+	assert_eq "$(stat -c %a "$PGV_TMP/null")" 666 "mode of the device node"
+}
+
+test_two_daemons_cannot_share_a_journal()
+{
+	local out=$PGV_TMP/first.out
+	pgv_start_monitor "$PGV_TMP/policy.yaml" "$out" --feed "$PGV_TMP/shared.jsonl"
+	expect_exit 2 "is in use by another process" timeout 10 \
+		"$PGV_BIN" run --policy "$PGV_TMP/policy.yaml" \
+		--feed "$PGV_TMP/shared.jsonl" --pg-pid "$PGV_POSTMASTER" \
+		--pid-file "$PGV_TMP/y.pid"
+	pgv_stop_monitor
+}
+
+# A full disk: records wait, numbered, until the journal takes writes
+# again; none is printed before it is on disk, none is lost, no line is
+# torn, no id is used twice.
+test_full_disk_loses_no_record_and_tears_no_line()
+{
+	local small=$PGV_TMP/small out=$PGV_TMP/disk.out i
+	mkdir -p "$small"
+	mount -t tmpfs -o size=64k tmpfs "$small"
+	pgv_start_monitor "$PGV_TMP/policy.yaml" "$out" --feed "$small/journal"
+	dd if=/dev/zero of="$small/fill" bs=1k count=100 2>/dev/null || true
+	for i in $(seq 1 10); do
+		pgv_psql -d bank -c "UPDATE accounts SET balance = $i WHERE account = 'bob'"
+	done
+	sleep 1
+	assert_eq "$(grep -c . "$out" || true)" 0 "records printed before they are on disk"
+	grep -q "cannot write the journal" "$out.err"
+	rm -f "$small/fill"
+	for i in $(seq 1 50); do
+		[ "$(grep -c . "$out" || true)" -ge 10 ] && break
+		sleep 0.1
+	done
+	pgv_stop_monitor
+	assert_eq "$(jq -r .id "$small/journal" | tr '\n' ' ')" "1 2 3 4 5 6 7 8 9 10 " "journal ids"
+	assert_eq "$(jq -r .id "$out" | tr '\n' ' ')" "1 2 3 4 5 6 7 8 9 10 " "printed ids"
+	umount "$small"
+}
+
+# A transaction open longer than --hold-ms: its violation goes out as
+# in_progress, and its outcome follows in a record naming it by id.
+test_long_transaction_is_sent_early_and_its_outcome_follows()
+{
+	local out=$PGV_TMP/long.out id
+	pgv_start_monitor "$PGV_TMP/policy.yaml" "$out" --hold-ms 300
+	pgv_psql -d bank -c "BEGIN; UPDATE accounts SET balance = 8 WHERE account = 'bob'; SELECT pg_sleep(1.5); COMMIT" >/dev/null
 	sleep 0.5
 	pgv_stop_monitor
-	assert_eq "$(jq -r '.rule' "$out")" balance_write_outside_allowed_function rule
+	assert_eq "$(jq -r 'select(.invariant == "monetary") | .transaction.outcome' "$out")" \
+		in_progress "first outcome"
+	id=$(jq -r 'select(.invariant == "monetary") | .id' "$out")
+	assert_eq "$(jq -c 'select(.rule == "transaction_outcome") | .detail' "$out")" \
+		"{\"ids\":[$id],\"outcome\":\"committed\"}" "late outcome"
 }

@@ -370,3 +370,43 @@ test_statement_with_many_write_targets_is_not_a_blind_spot()
 	r=$(records_of "WITH ${ctes%%a9 AS*}z AS (UPDATE accounts SET balance = balance + 1 WHERE account = 'alice' RETURNING 1) SELECT 1")
 	expect_one_monetary "$r"
 }
+
+test_trigger_riding_on_the_allowed_function_is_flagged()
+{
+	local r
+	pgv_psql -d bank -c "UPDATE piggy_switch SET armed = true"
+	r=$(records_of "SELECT postings_apply('alice', 'bob', 1)")
+	pgv_psql -d bank -c "UPDATE piggy_switch SET armed = false"
+	assert_eq "$(count_records "$r")" 2 "records (one per posting's UPDATE)"
+	assert_eq "$(fields "$r" '.function_stack | join(",")' | sort -u)" \
+		public.postings_apply,public.piggy stack
+	expect_none "$(records_of "SELECT postings_apply('bob', 'alice', 1)")"
+}
+
+test_renamed_balance_column_stays_protected_under_its_new_name()
+{
+	local r
+	pgv_psql -d bank -c "ALTER TABLE accounts RENAME COLUMN balance TO amount_minor"
+	r=$(records_of "UPDATE accounts SET amount_minor = 1 WHERE account = 'bob'")
+	pgv_psql -d bank -c "ALTER TABLE accounts RENAME COLUMN amount_minor TO balance"
+	assert_eq "$(count_records "$r")" 1 records
+	assert_eq "$(fields "$r" '.columns | join(",")')" amount_minor columns
+}
+
+test_moving_an_event_table_to_another_schema_is_flagged()
+{
+	local r
+	r=$(records_of "BEGIN; CREATE SCHEMA attic; ALTER TABLE ledger_events SET SCHEMA attic; ROLLBACK")
+	assert_eq "$(fields "$r" .rule)" event_table_renamed rule
+	assert_eq "$(fields "$r" .relation)" public.ledger_events relation
+}
+
+test_write_to_a_table_created_in_the_same_transaction_is_classified_at_commit()
+{
+	local r
+	r=$(records_of "BEGIN; CREATE TABLE fresh_domain_events (id int); INSERT INTO fresh_domain_events VALUES (1); DELETE FROM fresh_domain_events; COMMIT")
+	assert_eq "$(fields "$r" .rule)" event_deleted rule
+	assert_eq "$(fields "$r" .relation)" public.fresh_domain_events relation
+	assert_eq "$(fields "$r" .transaction.outcome)" committed outcome
+	expect_none "$(records_of "BEGIN; CREATE TABLE gone_domain_events (id int); DELETE FROM gone_domain_events; ROLLBACK")"
+}

@@ -94,6 +94,28 @@ static void classify_exec__allowed_function_anywhere_on_stack__passes(void **sta
 	assert_int_equal(classify_exec(&b, &event, found), 1);
 }
 
+static void classify_exec__trigger_inside_allowed_function__is_flagged(void **state)
+{
+	struct pgv_exec_event event = update_of(ACCOUNTS, BALANCE_ATTNUM);
+	struct classify_bindings b = bindings();
+	struct finding found[CLASSIFY_FINDINGS_MAX];
+
+	(void)state;
+	event.hdr.stack_len = 3;
+	event.hdr.stack[0] = ALLOWED_FN;
+	event.hdr.stack[1] = OTHER_FN;	/* a trigger its write fired */
+	event.hdr.stack[2] = OTHER_FN;	/* a helper that trigger called */
+	event.hdr.trigger_mask = 1u << 1;
+	assert_int_equal(classify_exec(&b, &event, found), 1);
+	/* a plain helper called by the allowed function is its own code */
+	event.hdr.trigger_mask = 0;
+	assert_int_equal(classify_exec(&b, &event, found), 0);
+	/* an allowed function called from inside the trigger is fine */
+	event.hdr.trigger_mask = 1u << 1;
+	event.hdr.stack[2] = ALLOWED_FN;
+	assert_int_equal(classify_exec(&b, &event, found), 0);
+}
+
 static void classify_exec__child_reached_through_parent__left_to_parent(void **state)
 {
 	struct pgv_exec_event event = update_of(ACCOUNTS, BALANCE_ATTNUM);
@@ -207,6 +229,7 @@ int main(void)
 		cmocka_unit_test(classify_exec__balance_update__is_monetary),
 		cmocka_unit_test(classify_exec__allowed_function_anywhere_on_stack__passes),
 		cmocka_unit_test(classify_exec__other_column__passes),
+		cmocka_unit_test(classify_exec__trigger_inside_allowed_function__is_flagged),
 		cmocka_unit_test(classify_exec__child_reached_through_parent__left_to_parent),
 		cmocka_unit_test(classify_exec__upsert__is_named_as_such),
 		cmocka_unit_test(classify_exec__event_delete_in_cte__is_immutability),

@@ -41,8 +41,10 @@ static void policy_load__reference__parses(void **state)
 	char err[256] = "";
 
 	(void)state;
-	assert_int_equal(policy_load(write_temp(reference), &policy, err,
-				     sizeof(err)), 0);
+	char *path = write_temp(reference);
+
+	assert_int_equal(policy_load(path, &policy, err, sizeof(err)), 0);
+	unlink(path);
 	assert_string_equal(policy->dsn, "host=/tmp dbname=bank");
 	assert_int_equal(policy->balance_columns.count, 1);
 	assert_string_equal(policy->balance_columns.items[0].column, "balance");
@@ -58,9 +60,10 @@ static void expect_error(const char *text, const char *message)
 {
 	struct policy *policy = NULL;
 	char err[256] = "";
+	char *path = write_temp(text);
 
-	assert_int_not_equal(policy_load(write_temp(text), &policy, err,
-					 sizeof(err)), 0);
+	assert_int_not_equal(policy_load(path, &policy, err, sizeof(err)), 0);
+	unlink(path);
 	assert_null(policy);
 	if (!strstr(err, message))
 		fail_msg("error '%s' lacks '%s'", err, message);
@@ -91,6 +94,19 @@ static void policy_load__missing_dsn__fails(void **state)
 {
 	(void)state;
 	expect_error("monetary:\n  balance_columns: []\n", "missing 'database.dsn'");
+}
+
+static void policy_load__device_or_directory__is_refused(void **state)
+{
+	struct policy *policy;
+	char err[256];
+
+	(void)state;
+	assert_int_not_equal(policy_load("/dev/zero", &policy, err,
+					 sizeof(err)), 0);
+	assert_non_null(strstr(err, "not a regular file"));
+	assert_int_not_equal(policy_load("/tmp", &policy, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "not a regular file"));
 }
 
 static void policy_load__missing_file__says_so(void **state)
@@ -138,6 +154,7 @@ int main(void)
 		cmocka_unit_test(policy_load__bad_name__names_line),
 		cmocka_unit_test(policy_load__missing_dsn__fails),
 		cmocka_unit_test(policy_load__missing_file__says_so),
+		cmocka_unit_test(policy_load__device_or_directory__is_refused),
 		cmocka_unit_test(policy_parse_name__quoted__keeps_case),
 		cmocka_unit_test(policy_glob__patterns__match),
 	};
