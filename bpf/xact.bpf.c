@@ -1,22 +1,23 @@
 /*
- * Transaction boundaries, from the server's own USDT probes
- * (postgresql:transaction__start, __commit, __abort), which fire for
- * top-level transactions only. An abort also marks where an error has
- * landed, so the function stack is cut back there.
+ * Transaction ends, from the server's own USDT probes
+ * (postgresql:transaction__commit and __abort), which fire for top-level
+ * transactions only. The start is not probed: nothing needs it, and each
+ * probe hit is a trap in the server's hot path. An abort also marks where
+ * an error has landed, so the function stack is cut back there.
  */
 #include "common.bpf.h"
 #include <bpf/usdt.bpf.h>
 
 /*
- * With pgv_skip_reads: the monitor ignores starts, and needs an end only
- * for a transaction that sent something it may hold or act on. The stack
+ * With pgv_skip_reads: the monitor needs an end only for a transaction
+ * that sent something it may hold or act on. The stack
  * is cut back here all the same: an abort marks where an error landed.
  */
 static __always_inline bool xact_needed(struct pt_regs *ctx, __u32 kind)
 {
 	struct pgv_backend *backend = pgv_backend_here(ctx);
 
-	return kind != PGV_XACT_START && backend && backend->sent_in_xact;
+	return backend && backend->sent_in_xact;
 }
 
 /* After the end's own record, which counts as sent: the next starts clean. */
@@ -45,12 +46,6 @@ static __always_inline int xact_event(struct pt_regs *ctx, __u32 kind,
 	record->local_xid = (__u32)xid;
 	pgv_send(record, sizeof(*record));
 	return 0;
-}
-
-SEC("usdt")
-int BPF_USDT(xact_start, long xid)
-{
-	return xact_event(ctx, PGV_XACT_START, xid);
 }
 
 SEC("usdt")

@@ -171,7 +171,6 @@ static int attach_usdt(struct loader *loader, const char *path, char *err,
 		struct bpf_program *prog;
 		const char *name;
 	} notes[] = {
-		{ skel->progs.xact_start, "transaction__start" },
 		{ skel->progs.xact_commit, "transaction__commit" },
 		{ skel->progs.xact_abort, "transaction__abort" },
 	};
