@@ -270,3 +270,27 @@ test_errors_exit_2_with_a_message()
 	"$PGV_BIN" verify --policy "$PGV_TMP/broken.yaml" 2>"$PGV_TMP/err.txt" || rc=$?
 	[ "$rc" -eq 2 ] && grep -q 'column "previous" does not exist' "$PGV_TMP/err.txt"
 }
+
+# 'pgvigil run' with hash_integrity: a committed insert into the events
+# table, seen by the probes, wakes the verifier, which names a forged event
+# within a second or so.
+test_run_verifies_events_the_probes_see_committed()
+{
+	local out=$PGV_TMP/run.out seq i
+	new_db live
+	pgv_start_monitor "$PGV_TMP/live.yaml" "$out"
+	# past the sweep at start (300 events: milliseconds); no sweep follows,
+	# so only the probes' wake-up can find what comes next
+	sleep 1
+	seq=$(psql -X -qAt -d live -c "SELECT max(seq) + 1 FROM ledger_events")
+	psql -X -q -d live -c "INSERT INTO ledger_events (seq, event_id, kind, prev_hash, postings_hash)
+		SELECT $seq, gen_random_uuid(), 'forged', decode(repeat('00', 32), 'hex'),
+		       decode(repeat('ab', 32), 'hex')"
+	for i in $(seq 1 50); do
+		grep -q '"hash_integrity"' "$out" && break
+		sleep 0.1
+	done
+	pgv_stop_monitor
+	jq -r 'select(.invariant == "hash_integrity") | .seq' "$out" | sort -u | grep -qx "$seq" ||
+		{ echo "no finding for seq $seq:" >&2; cat "$out" >&2; return 1; }
+}
