@@ -500,18 +500,6 @@ void feed_batch_begin(struct feed *feed)
 	batch_depth++;
 }
 
-int feed_batch_end(struct feed *feed)
-{
-	int ret = 0;
-
-	if (--batch_depth > 0)
-		return 0;
-	pthread_mutex_lock(&feed->lock);
-	ret = flush_locked(feed);
-	pthread_mutex_unlock(&feed->lock);
-	return ret;
-}
-
 int feed_flush(struct feed *feed)
 {
 	int ret;
@@ -520,6 +508,13 @@ int feed_flush(struct feed *feed)
 	ret = flush_locked(feed);
 	pthread_mutex_unlock(&feed->lock);
 	return ret;
+}
+
+int feed_batch_end(struct feed *feed)
+{
+	if (--batch_depth > 0)
+		return 0;
+	return feed_flush(feed);
 }
 
 size_t feed_pending(struct feed *feed)

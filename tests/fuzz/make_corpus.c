@@ -11,16 +11,7 @@
 
 #include "fuzz_key.h"
 #include "recorder.h"
-
-static const char *mask_digits(const char *sql, char *buf, size_t len)
-{
-	size_t i;
-
-	for (i = 0; sql[i] && i + 1 < len; i++)
-		buf[i] = sql[i] >= '0' && sql[i] <= '9' ? '?' : sql[i];
-	buf[i] = 0;
-	return buf;
-}
+#include "../unit/dumptest.h"
 
 static void add(struct recorder *rec, const char *sql)
 {

@@ -133,6 +133,22 @@ fields()
 	printf '%s\n' "$1" | jq -r "$2"
 }
 
+# pgv_bank_start [PG_BIN]: a cluster holding the fixture bank (database
+# 'bank') and its policy in $PGV_TMP/policy.yaml; FIXTURES names the folder.
+FIXTURES=$PGV_ROOT/tests/integration/fixtures
+pgv_bank_start()
+{
+	if [ -n "${1:-}" ]; then
+		PG_BIN=$1 pgv_cluster_start || return 1
+	else
+		pgv_cluster_start || return 1
+	fi
+	pgv_psql -d postgres -c "CREATE DATABASE bank" &&
+	pgv_psql -d bank -f "$FIXTURES/bank.sql" >/dev/null &&
+	pgv_policy "$FIXTURES/bank-policy.yaml.in" "$PGV_TMP/policy.yaml" &&
+	chmod 644 "$PGV_TMP/policy.yaml"
+}
+
 # pgv_policy TEMPLATE OUT: a policy from a template with @PGHOST@/@PGPORT@.
 pgv_policy()
 {

@@ -2,15 +2,9 @@
 # cannot work, and reports rather than silence for what the monitor cannot
 # see.
 
-FIXTURES=$(dirname "${BASH_SOURCE[0]}")/fixtures
-
 setup_file()
 {
-	pgv_cluster_start
-	pgv_psql -d postgres -c "CREATE DATABASE bank" &&
-	pgv_psql -d bank -f "$FIXTURES/bank.sql" >/dev/null &&
-	pgv_policy "$FIXTURES/bank-policy.yaml.in" "$PGV_TMP/policy.yaml" &&
-	chmod 644 "$PGV_TMP/policy.yaml"
+	pgv_bank_start
 }
 
 # expect_exit STATUS PATTERN CMD...: CMD exits STATUS and says PATTERN.

@@ -5,14 +5,9 @@
 # Each test starts and stops its own monitor; everything listens on
 # 127.0.0.1 on ports picked at random.
 
-FIXTURES=$(dirname "${BASH_SOURCE[0]}")/fixtures
-
 setup_file()
 {
-	pgv_cluster_start &&
-	pgv_psql -d postgres -c "CREATE DATABASE bank" &&
-	pgv_psql -d bank -f "$FIXTURES/bank.sql" >/dev/null &&
-	pgv_policy "$FIXTURES/bank-policy.yaml.in" "$PGV_TMP/policy.yaml" &&
+	pgv_bank_start &&
 	(umask 077 && echo "integration-token-$RANDOM$RANDOM" >"$PGV_TMP/token") &&
 	printf 'http:\n  token_file: %s\njournal:\n  max_bytes: 4096\n  keep: 50\n' \
 		"$PGV_TMP/token" >>"$PGV_TMP/policy.yaml"

@@ -4,14 +4,9 @@
 # then a sentinel write in another session, waits for the sentinel's record
 # and looks at the records that came before it.
 
-FIXTURES=$(dirname "${BASH_SOURCE[0]}")/fixtures
-
 setup_file()
 {
-	pgv_cluster_start
-	pgv_psql -d postgres -c "CREATE DATABASE bank" &&
-	pgv_psql -d bank -f "$FIXTURES/bank.sql" >/dev/null &&
-	pgv_policy "$FIXTURES/bank-policy.yaml.in" "$PGV_TMP/policy.yaml" &&
+	pgv_bank_start &&
 	OUT=$PGV_TMP/feed.out &&
 	pgv_start_monitor "$PGV_TMP/policy.yaml" "$OUT" --feed "$PGV_TMP/journal"
 }

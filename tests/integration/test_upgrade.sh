@@ -2,8 +2,6 @@
 # without a restart): the probes must attach to the inode the postmaster
 # maps, through /proc/PID/exe, or they would see nothing from it.
 
-FIXTURES=$(dirname "${BASH_SOURCE[0]}")/fixtures
-
 setup_file()
 {
 	# a private copy of the server installation, so its files can be
@@ -13,10 +11,7 @@ setup_file()
 	cp -a "/usr/lib/postgresql/$PG_MAJOR" "$COPY/usr/lib/postgresql/"
 	ln -s /usr/share "$COPY/usr/share"
 	chmod -R a+rX "$COPY"
-	PG_BIN=$COPY/usr/lib/postgresql/$PG_MAJOR/bin pgv_cluster_start &&
-	pgv_psql -d postgres -c "CREATE DATABASE bank" &&
-	pgv_psql -d bank -f "$FIXTURES/bank.sql" >/dev/null &&
-	pgv_policy "$FIXTURES/bank-policy.yaml.in" "$PGV_TMP/policy.yaml"
+	pgv_bank_start "$COPY/usr/lib/postgresql/$PG_MAJOR/bin"
 }
 
 teardown_file()

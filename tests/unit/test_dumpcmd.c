@@ -20,28 +20,9 @@
 
 #include "cli.h"
 #include "recorder.h"
+#include "dumptest.h"
 
-static char dir[64];
 static char dumped[4096];
-
-static int remove_entry(const char *path, const struct stat *st, int flag,
-			struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-/* The test's dump directory and everything in it. */
-static int remove_dir(void **state)
-{
-	(void)state;
-	if (dir[0])
-		nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
-	dir[0] = 0;
-	return 0;
-}
 
 static const char *mask_all(const char *sql, char *buf, size_t len)
 {

@@ -15,30 +15,11 @@
 #include <json-c/json.h>
 
 #include "recorder.h"
+#include "dumptest.h"
 
-static char dir[64];
 static uint64_t fake_now;
 static char last_path[4096];
 static int dumps;
-
-static int remove_entry(const char *path, const struct stat *st, int flag,
-			struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-/* The test's dump directory and everything in it. */
-static int remove_dir(void **state)
-{
-	(void)state;
-	if (dir[0])
-		nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
-	dir[0] = 0;
-	return 0;
-}
 
 static uint64_t fake_clock(void)
 {
@@ -51,17 +32,6 @@ static void on_dump(void *arg, const struct recorder_dump_result *result)
 	assert_int_equal(result->error, 0);
 	snprintf(last_path, sizeof(last_path), "%s", result->path);
 	dumps++;
-}
-
-/* Stands in for the lead's masker: every digit becomes '?'. */
-static const char *mask_digits(const char *sql, char *buf, size_t len)
-{
-	size_t i;
-
-	for (i = 0; sql[i] && i + 1 < len; i++)
-		buf[i] = sql[i] >= '0' && sql[i] <= '9' ? '?' : sql[i];
-	buf[i] = 0;
-	return buf;
 }
 
 static struct recorder *make(const struct dumpfile_key *key, int statements)
