@@ -18,7 +18,7 @@ static __always_inline int pgv_push(struct pt_regs *ctx, __u32 fn_oid,
 {
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
 	struct pgv_backend *backend = pgv_backend_get(pid);
-	__u64 sp = PT_REGS_SP_CORE(ctx);
+	__u64 sp = pgv_ctx_sp(ctx);
 	__u32 kept;
 
 	if (!backend)
@@ -48,7 +48,7 @@ static __always_inline int pgv_pop(struct pt_regs *ctx)
 		return 0;
 	kept = backend->kept;
 	/* at return the stack pointer is above the entry's */
-	pgv_stack_unwind(backend, PT_REGS_SP_CORE(ctx));
+	pgv_stack_unwind(backend, pgv_ctx_sp(ctx));
 	if (backend->kept == kept && backend->depth > kept)
 		backend->depth -= 1;
 	return 0;
@@ -60,14 +60,13 @@ static __always_inline int pgv_unwind_here(struct pt_regs *ctx)
 	struct pgv_backend *backend = bpf_map_lookup_elem(&backends, &pid);
 
 	if (backend)
-		pgv_stack_unwind(backend, PT_REGS_SP_CORE(ctx));
+		pgv_stack_unwind(backend, pgv_ctx_sp(ctx));
 	return 0;
 }
 
 static __always_inline __u32 plpgsql_fn_oid(void *ctx, const void *function)
 {
 	struct pg_layout *layout = pgv_layout(ctx);
-
 	if (!layout || !function)
 		return 0;
 	return pgv_read_u32(function + layout->plf_fn_oid);
@@ -77,6 +76,8 @@ static __always_inline __u32 plpgsql_fn_oid(void *ctx, const void *function)
 SEC("uprobe")
 int BPF_KPROBE(plpgsql_function_entry, const void *function)
 {
+	if (pgv_foreign())
+		return 0;
 	return pgv_push(ctx, plpgsql_fn_oid(ctx, function), 0);
 }
 
@@ -84,6 +85,8 @@ int BPF_KPROBE(plpgsql_function_entry, const void *function)
 SEC("uprobe")
 int BPF_KPROBE(plpgsql_trigger_entry, const void *function)
 {
+	if (pgv_foreign())
+		return 0;
 	return pgv_push(ctx, plpgsql_fn_oid(ctx, function), 1);
 }
 
@@ -91,9 +94,12 @@ int BPF_KPROBE(plpgsql_trigger_entry, const void *function)
 SEC("uprobe")
 int BPF_KPROBE(sql_function_entry, const void *fcinfo)
 {
-	struct pg_layout *layout = pgv_layout(ctx);
+	struct pg_layout *layout;
 	__u64 flinfo;
 
+	if (pgv_foreign())
+		return 0;
+	layout = pgv_layout(ctx);
 	if (!layout || !fcinfo)
 		return 0;
 	flinfo = pgv_read_ptr(fcinfo + layout->fcinfo_flinfo);
@@ -106,6 +112,8 @@ int BPF_KPROBE(sql_function_entry, const void *fcinfo)
 SEC("uretprobe")
 int BPF_KRETPROBE(function_return)
 {
+	if (pgv_foreign())
+		return 0;
 	return pgv_pop(ctx);
 }
 
@@ -113,6 +121,8 @@ int BPF_KRETPROBE(function_return)
 SEC("uprobe")
 int BPF_KPROBE(subxact_rollback)
 {
+	if (pgv_foreign())
+		return 0;
 	return pgv_unwind_here(ctx);
 }
 

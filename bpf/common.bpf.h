@@ -94,6 +94,21 @@ PGV_MAP struct {
 	__type(value, struct pg_layout);
 } layouts SEC(".maps");
 
+/*
+ * Postmasters whose backends the probes pass over: servers this monitor
+ * does not watch that run the same binary (uprobes sit on the binary, so
+ * they fire in every server that maps it). User space adds a parent once
+ * it has seen one of its records and refused it; a parent not listed is
+ * reported, so a restarted server can still be adopted from its first
+ * statement.
+ */
+PGV_MAP struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u8);
+} ignored_parents SEC(".maps");
+
 /* [0] builds the record being sent, [1] a session record sent before it */
 PGV_MAP struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -101,6 +116,23 @@ PGV_MAP struct {
 	__type(key, __u32);
 	__type(value, union pgv_scratch);
 } scratch SEC(".maps");
+
+/* One-piece copies of server structs (see PGV_WIN_QD in layout.h). */
+struct pgv_windows {
+	__u8 qd[PGV_WIN_QD];
+	__u8 ps[PGV_WIN_PS];
+	__u8 rte[PGV_WIN_RTE];
+	__u8 results[PGV_WIN_LIST];
+	__u8 rtable[PGV_WIN_LIST];
+	__u8 bms[PGV_WIN_BMS];
+};
+
+PGV_MAP struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pgv_windows);
+} windows SEC(".maps");
 
 PGV_MAP struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -117,12 +149,44 @@ PGV_MAP struct {
 #define PGV_COOKIE_LAYOUT(c)	((__u32)((c) >> 48))
 #define PGV_COOKIE_VADDR(c)	((c) & ((1ULL << 48) - 1))
 
+/*
+ * A register saved in the probe's context, loaded straight from it: ctx
+ * plus a constant, in one instruction. Written in C (PT_REGS_SP), the
+ * compiler moved the addition into a branch of its own and the verifier
+ * refuses a load through a modified context pointer; the _CORE variants
+ * spend a helper call on each read.
+ */
+#define PGV_CTX_REG(ctx, reg)						\
+	({								\
+		__u64 __value;						\
+		asm volatile("%[v] = *(u64 *)(%[c] + %[o])"		\
+			     : [v] "=r"(__value)			\
+			     : [c] "r"(ctx),				\
+			       [o] "i"(__builtin_offsetof(struct pt_regs, reg))); \
+		__value;						\
+	})
+#define pgv_ctx_sp(ctx) PGV_CTX_REG(ctx, sp)
+#define pgv_ctx_ip(ctx) PGV_CTX_REG(ctx, ip)
+
 static __always_inline void pgv_count_drop(__u32 cause)
 {
 	__u64 *count = bpf_map_lookup_elem(&drops, &cause);
 
 	if (count)
 		*count += 1;
+}
+
+/*
+ * Is the current process a backend of a server this monitor does not
+ * watch? The first test of every probe on the server: a few loads and a
+ * lookup, where the rest of a probe reads server memory and sends.
+ */
+static __always_inline bool pgv_foreign(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u32 ppid = task->real_parent->tgid;
+
+	return bpf_map_lookup_elem(&ignored_parents, &ppid) != NULL;
 }
 
 static __always_inline struct pg_layout *pgv_layout(void *ctx)
@@ -182,14 +246,14 @@ static __always_inline void pgv_stack_unwind(struct pgv_backend *backend,
 static __always_inline void pgv_fill_header(struct pgv_header *hdr, __u16 type,
 					    struct pgv_backend *backend)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *task = bpf_get_current_task_btf();
 	__u32 kept = backend->kept;
 	int i;
 
 	hdr->type = type;
 	hdr->flags = 0;
 	hdr->pid = bpf_get_current_pid_tgid() >> 32;
-	hdr->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	hdr->ppid = task->real_parent->tgid;	/* a load, not a helper call */
 	hdr->uid = (__u32)bpf_get_current_uid_gid();
 	hdr->seq = ++backend->seq;
 	backend->sent_in_xact = 1;
@@ -256,6 +320,47 @@ static __always_inline __u32 pgv_read_u32(const void *addr)
 	return value;
 }
 
+static __always_inline struct pgv_windows *pgv_windows(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&windows, &zero);
+}
+
+/*
+ * Copy the first 'size' bytes of a server struct into 'window', at most
+ * 'limit' (a constant: the window's size). False when the read failed; the window then
+ * holds zeros. The bound is applied in assembly, to the very register
+ * passed to the helper: compiled from C, the comparison was made on a copy
+ * and the verifier could not see the size bounded.
+ */
+#define pgv_window_read(window, limit, size, src)				\
+	({								\
+		__u64 __size = (size);					\
+		asm volatile("if %[n] <= %[cap] goto +1; %[n] = %[cap]"	\
+			     : [n] "+r"(__size)				\
+			     : [cap] "i"(limit));		\
+		!bpf_probe_read_user(window, __size, src);		\
+	})
+
+/*
+ * A field of a struct copied into a window. The offsets come from the
+ * layout, checked against the windows in user space (pglayout_check); the
+ * bounds here are for the verifier, and read an impossible field as 0.
+ */
+#define PGV_WINDOW_GET(name, type)					\
+static __always_inline type name(const __u8 *window, __u32 cap,		\
+				 __u32 offset)				\
+{									\
+	asm volatile("" : "+r"(offset));				\
+	if (offset > cap - sizeof(type))				\
+		return 0;						\
+	return *(const type *)(window + offset);			\
+}
+PGV_WINDOW_GET(pgv_get_u64, __u64)
+PGV_WINDOW_GET(pgv_get_u32, __u32)
+PGV_WINDOW_GET(pgv_get_u8, __u8)
+
 #define PGV_MEASURE_CHUNKS 64	/* measure up to 256 KiB */
 
 /*
@@ -285,23 +390,23 @@ static __always_inline __u32 pgv_measure_text(const char *source)
 
 /*
  * Copy a statement into text[], cut to PlannedStmt's stmt_location and
- * stmt_len (a query string can hold several statements). Returns the bytes
+ * stmt_len (a query string can hold several statements), taken from the
+ * PlannedStmt's window ('ps', NULL when there is none). Returns the bytes
  * captured; *full gets the statement's full length, measured further than
  * the capture when it is longer.
  */
 static __always_inline __u32 pgv_read_text(char *text, const char *source,
-					   const void *plannedstmt,
+					   const __u8 *ps,
 					   const struct pg_layout *layout,
 					   __u32 *full, __u16 *flags)
 {
 	int location = 0, len = 0;
 	long copied;
 
-	if (plannedstmt) {
-		bpf_probe_read_user(&location, sizeof(location),
-				    plannedstmt + layout->ps_stmt_location);
-		bpf_probe_read_user(&len, sizeof(len),
-				    plannedstmt + layout->ps_stmt_len);
+	if (ps) {
+		location = (int)pgv_get_u32(ps, PGV_WIN_PS,
+					    layout->ps_stmt_location);
+		len = (int)pgv_get_u32(ps, PGV_WIN_PS, layout->ps_stmt_len);
 	}
 	if (location < 0 || location > (1 << 30))
 		location = 0;
@@ -347,7 +452,7 @@ static __always_inline void pgv_session_check(struct pt_regs *ctx,
 					      const struct pg_layout *layout,
 					      struct pgv_backend *backend)
 {
-	__u64 bias = PT_REGS_IP_CORE(ctx) - PGV_COOKIE_VADDR(bpf_get_attach_cookie(ctx));
+	__u64 bias = pgv_ctx_ip(ctx) - PGV_COOKIE_VADDR(bpf_get_attach_cookie(ctx));
 	struct pgv_session_event *record;
 	__u64 port, app;
 
@@ -390,7 +495,7 @@ static __always_inline struct pgv_backend *pgv_backend_here(struct pt_regs *ctx)
 
 	backend = pgv_backend_get(bpf_get_current_pid_tgid() >> 32);
 	if (backend)
-		pgv_stack_unwind(backend, PT_REGS_SP_CORE(ctx));
+		pgv_stack_unwind(backend, pgv_ctx_sp(ctx));
 	return backend;
 }
 

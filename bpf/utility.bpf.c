@@ -16,20 +16,32 @@
 SEC("uprobe")
 int BPF_KPROBE(process_utility, const void *plannedstmt, const char *source)
 {
-	struct pg_layout *layout = pgv_layout(ctx);
+	struct pg_layout *layout;
+	struct pgv_windows *w;
 	struct pgv_utility_event *record;
-	const void *stmt;
+	const void *stmt = NULL;
+	bool have_ps;
 	__u32 captured;
 
-	if (!layout || !plannedstmt)
+	if (pgv_foreign())
+		return 0;
+	layout = pgv_layout(ctx);
+	w = pgv_windows();
+	if (!layout || !w || !plannedstmt)
 		return 0;
 	record = pgv_record_begin(ctx, layout, PGV_EV_UTILITY);
 	if (!record)
 		return 0;
-	stmt = (void *)pgv_read_ptr(plannedstmt + layout->ps_utility_stmt);
+	have_ps = pgv_window_read(w->ps, PGV_WIN_PS, layout->ps_size,
+				  plannedstmt);
+	if (have_ps)
+		stmt = (void *)pgv_get_u64(w->ps, PGV_WIN_PS,
+					   layout->ps_utility_stmt);
+	else
+		record->hdr.flags |= PGV_F_READ_FAILED;
 	record->node_tag = stmt ? pgv_read_u32(stmt) : 0;
-	captured = pgv_read_text(record->text, source, plannedstmt, layout,
-				 &record->text_len, &record->hdr.flags);
+	captured = pgv_read_text(record->text, source, have_ps ? w->ps : NULL,
+				 layout, &record->text_len, &record->hdr.flags);
 	record->text_captured = captured;
 	if (captured >= PGV_TEXT_MAX)
 		captured = PGV_TEXT_MAX - 1;
@@ -68,11 +80,14 @@ static __always_inline int target_one(struct pt_regs *ctx, __u32 kind,
 SEC("uprobe")
 int BPF_KPROBE(truncate_guts, const void *explicit_rels, const void *relids)
 {
-	struct pg_layout *layout = pgv_layout(ctx);
+	struct pg_layout *layout;
 	struct pgv_target_event *record;
 	const void *cells;
 	int n = 0, i;
 
+	if (pgv_foreign())
+		return 0;
+	layout = pgv_layout(ctx);
 	if (!layout || !relids)
 		return 0;
 	record = target_begin(ctx, PGV_TARGET_TRUNCATE);
@@ -98,6 +113,8 @@ int BPF_KPROBE(truncate_guts, const void *explicit_rels, const void *relids)
 SEC("uprobe")
 int BPF_KPROBE(heap_drop, __u32 relid)
 {
+	if (pgv_foreign())
+		return 0;
 	return target_one(ctx, PGV_TARGET_DROP, relid);
 }
 
@@ -105,6 +122,8 @@ int BPF_KPROBE(heap_drop, __u32 relid)
 SEC("uprobe")
 int BPF_KPROBE(rename_relation, __u32 relid)
 {
+	if (pgv_foreign())
+		return 0;
 	return target_one(ctx, PGV_TARGET_RENAME, relid);
 }
 
@@ -115,6 +134,8 @@ int BPF_KPROBE(rename_relation, __u32 relid)
 SEC("uprobe")
 int BPF_KPROBE(set_schema, const void *class_rel, __u32 relid)
 {
+	if (pgv_foreign())
+		return 0;
 	return target_one(ctx, PGV_TARGET_RENAME, relid);
 }
 
@@ -126,11 +147,14 @@ SEC("uprobe")
 int BPF_KPROBE(alter_table, const void *stmt, int lockmode,
 	       const void *context)
 {
-	struct pg_layout *layout = pgv_layout(ctx);
+	struct pg_layout *layout;
 	struct pgv_target_event *record;
 	const void *cmds, *cells;
 	int n = 0, i;
 
+	if (pgv_foreign())
+		return 0;
+	layout = pgv_layout(ctx);
 	if (!layout || !stmt || !context)
 		return 0;
 	record = target_begin(ctx, PGV_TARGET_ALTER);

@@ -24,6 +24,9 @@ int BPF_KPROBE(wire_read_entry, void *port, void *ptr)
 {
 	struct pgv_backend *backend;
 
+	if (pgv_foreign())
+		return 0;
+
 	backend = pgv_backend_get(bpf_get_current_pid_tgid() >> 32);
 	if (!backend)
 		return 0;
@@ -111,5 +114,7 @@ static __always_inline int wire_read_done(struct pt_regs *ctx, long ret)
 SEC("uretprobe")
 int BPF_KRETPROBE(wire_read_return, long ret)
 {
+	if (pgv_foreign())
+		return 0;
 	return wire_read_done(ctx, ret);
 }

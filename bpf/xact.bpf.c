@@ -51,11 +51,15 @@ static __always_inline int xact_event(struct pt_regs *ctx, __u32 kind,
 SEC("usdt")
 int BPF_USDT(xact_commit, long xid)
 {
+	if (pgv_foreign())
+		return 0;
 	return xact_event(ctx, PGV_XACT_COMMIT, xid);
 }
 
 SEC("usdt")
 int BPF_USDT(xact_abort, long xid)
 {
+	if (pgv_foreign())
+		return 0;
 	return xact_event(ctx, PGV_XACT_ABORT, xid);
 }

@@ -237,6 +237,8 @@ static int attach_server(struct daemon *d, const struct pg_server *server)
 		return ret;
 	}
 	observe_attached(server->pid, loader_probe_count(d->loader));
+	/* a new server may reuse the pid of one passed over before */
+	loader_ignore_parent(d->loader, server->pid, false);
 	if (!d->version)
 		d->version = version;
 	if (d->n_servers < MAX_SERVERS)
@@ -325,10 +327,18 @@ static bool adopt_parent(void *arg, uint32_t ppid)
 	struct daemon *d = arg;
 	struct pg_server server;
 	char why[256];
+	int ret;
 
 	if (!d->pg_pid || discover_one(ppid, &server, why, sizeof(why)) ||
-	    strcmp(server.datadir, d->datadir) || attach_server(d, &server))
+	    strcmp(server.datadir, d->datadir) || attach_server(d, &server)) {
+		/* its backends cost a full probe each otherwise */
+		ret = loader_ignore_parent(d->loader, ppid, true);
+		if (ret)
+			log_warn("cannot have the probes pass over the "
+				 "backends of postmaster %u: %s", ppid,
+				 strerror(-ret));
 		return false;
+	}
 	monitor_watch(d->monitor, d->servers, d->n_servers);
 	return true;
 }
@@ -662,9 +672,10 @@ static void announce_stats(const struct daemon *d)
 		 "\"events\":%" PRIu64 ",\"statements\":%" PRIu64
 		 ",\"violations\":%" PRIu64 ",\"events_lost\":%" PRIu64
 		 ",\"ring_buffer_full\":%" PRIu64 ",\"drops\":%" PRIu64
-		 ",\"backends\":%" PRIu64, stats.events, statements,
-		 stats.violations, stats.events_lost,
-		 drops[PGV_DROP_RINGBUF_FULL], dropped, stats.backends);
+		 ",\"backends\":%" PRIu64 ",\"ignored\":%" PRIu64,
+		 stats.events, statements, stats.violations, stats.events_lost,
+		 drops[PGV_DROP_RINGBUF_FULL], dropped, stats.backends,
+		 stats.ignored);
 	log_event("stats", fields);
 }
 

@@ -300,6 +300,9 @@ static int set_layout(struct loader *loader, const struct pg_server *server,
 	struct pg_layout layout = *version->layout;
 	int ret;
 
+	ret = pglayout_check(&layout, err, err_len);
+	if (ret)
+		return ret;
 	if (loader->n_layouts == PGV_MAX_LAYOUTS) {
 		snprintf(err, err_len, "more than %d distinct server binaries",
 			 PGV_MAX_LAYOUTS);
@@ -378,6 +381,18 @@ int loader_attach(struct loader *loader, const struct pg_server *server,
 		return ret;
 	remember(loader, st.st_dev, st.st_ino, layout);
 	return 1;
+}
+
+int loader_ignore_parent(struct loader *loader, uint32_t ppid, bool ignore)
+{
+	int fd = bpf_map__fd(loader->skel->maps.ignored_parents);
+	uint8_t yes = 1;
+
+	if (ignore)
+		return bpf_map_update_elem(fd, &ppid, &yes, BPF_ANY) ? -errno : 0;
+	if (bpf_map_delete_elem(fd, &ppid) && errno != ENOENT)
+		return -errno;
+	return 0;
 }
 
 int loader_ringbuf_fd(const struct loader *loader)

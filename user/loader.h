@@ -47,6 +47,13 @@ int loader_attach(struct loader *loader, const struct pg_server *server,
 		  const struct pglayout_version *version, char *err,
 		  size_t err_len);
 
+/*
+ * Have the probes pass over the backends of postmaster 'ppid' (a server
+ * this monitor does not watch, running a binary it probes), or stop doing
+ * so. Works after privileges are dropped: it writes a map through its fd.
+ */
+int loader_ignore_parent(struct loader *loader, uint32_t ppid, bool ignore);
+
 /* File descriptor of the ring buffer map. */
 /*
  * The probes wake the reader once this many bytes wait in the ring buffer

@@ -1136,9 +1136,12 @@ int monitor_handle(struct monitor *monitor, const void *data, size_t size)
 		monitor_report(monitor, "malformed_event", NULL);
 		return 0;
 	}
-	if (!watched(monitor, hdr->ppid) ||
-	    catalog_own_backend(monitor->options.catalog, hdr->pid)) {
+	if (!watched(monitor, hdr->ppid)) {
 		monitor->stats.ignored++;
+		return 0;
+	}
+	if (catalog_own_backend(monitor->options.catalog, hdr->pid)) {
+		monitor->stats.own++;
 		return 0;
 	}
 	backend = backend_of(monitor, hdr);

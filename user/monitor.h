@@ -45,7 +45,8 @@ struct monitor_stats {
 	uint64_t violations;
 	uint64_t events_lost;		/* sequence gaps */
 	uint64_t backends;
-	uint64_t ignored;		/* events of unwatched processes */
+	uint64_t ignored;		/* events of unwatched servers */
+	uint64_t own;			/* events of the catalog's backend */
 	uint64_t wire_bytes;		/* client bytes captured */
 	uint64_t wire_errors;		/* client protocol errors */
 };

@@ -6,6 +6,7 @@
 #define USER_PGLAYOUT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include "pgvigil/layout.h"
 
 struct pglayout_tag {
@@ -22,6 +23,13 @@ struct pglayout_version {
 
 /* The row for 'major', or NULL when that version is not supported. */
 const struct pglayout_version *pglayout_find(unsigned int major);
+
+/*
+ * Do the fields the probes take from one-piece struct reads lie inside the
+ * bytes read (the struct's size, cut to its PGV_WIN_ bound)? 0, or -EINVAL
+ * with the first misfit named in 'err'.
+ */
+int pglayout_check(const struct pg_layout *layout, char *err, size_t len);
 
 /* The supported majors, as "15" or "15, 16", for messages. */
 const char *pglayout_supported(void);

@@ -20,6 +20,18 @@
 
 #define PGV_MAX_LAYOUTS 16
 
+/*
+ * The probes read a struct in one piece, up to this many bytes of it, and
+ * take its fields from the copy: each read of server memory is a helper
+ * call, and a dozen small reads cost more than the rest of a probe. A
+ * layout whose fields lie beyond these bounds is refused (pglayout_check).
+ */
+#define PGV_WIN_QD	128	/* QueryDesc */
+#define PGV_WIN_PS	256	/* PlannedStmt */
+#define PGV_WIN_RTE	512	/* RangeTblEntry */
+#define PGV_WIN_LIST	128	/* a List's header and its first inline cells */
+#define PGV_WIN_BMS	64	/* a Bitmapset's header and first words */
+
 struct pg_layout {
 	__u32 major;			/* PostgreSQL major version */
 	__u32 flags;
@@ -46,6 +58,7 @@ struct pg_layout {
 	/* List and Bitmapset */
 	__u16 list_length;
 	__u16 list_elements;
+	__u16 list_initial_elements;
 	__u16 bms_nwords;
 	__u16 bms_words;
 	/* PLpgSQL_function and FunctionCallInfo / FmgrInfo */
@@ -61,6 +74,10 @@ struct pg_layout {
 	__u16 atstmt_cmds;
 	__u16 atcmd_subtype;
 	__u16 atctx_relid;
+	/* sizeof QueryDesc, PlannedStmt, RangeTblEntry */
+	__u16 qd_size;
+	__u16 ps_size;
+	__u16 rte_size;
 	__u16 pad0[3];
 	/* a column number n is member n + attr_offset of a column set */
 	__u32 attr_offset;
@@ -71,7 +88,7 @@ struct pg_layout {
 };
 
 #ifndef __BPF__
-_Static_assert(sizeof(struct pg_layout) == 104, "pg_layout size");
+_Static_assert(sizeof(struct pg_layout) == 112, "pg_layout size");
 #endif
 
 #endif /* PGVIGIL_LAYOUT_H */
