@@ -100,6 +100,7 @@ struct monitor {
 	uint64_t last_drops[PGV_DROP_CAUSES];
 	struct monitor_stats stats;
 	struct jsonw writer;		/* the record being built, reused */
+	struct mask_cache *masks;	/* statement shapes; NULL: none */
 };
 
 static const char *const drop_causes[PGV_DROP_CAUSES] = {
@@ -126,6 +127,8 @@ int monitor_new(const struct monitor_options *options, struct monitor **out)
 	if (!monitor)
 		return -ENOMEM;
 	monitor->options = *options;
+	/* without it masking is slower, not wrong */
+	monitor->masks = mask_cache_new();
 	monitor->realtime_offset_ns = clock_ns(CLOCK_REALTIME) -
 				      clock_ns(CLOCK_MONOTONIC);
 	*out = monitor;
@@ -564,7 +567,7 @@ static void write_statement(struct monitor *monitor, struct jsonw *w,
 	while (*text == ' ' || *text == '\n' || *text == '\t' || *text == '\r')
 		text++;
 	if (!monitor->options.unmasked)
-		masked = mask_statement(text, &method);
+		masked = mask_statement_cached(monitor->masks, text, &method);
 	jsonw_key(w, "statement");
 	jsonw_string(w, masked ? masked : text);
 	if (!monitor->options.unmasked) {
@@ -717,7 +720,8 @@ static void write_client(struct monitor *monitor, struct jsonw *w,
 	jsonw_string(w, client->protocol == WIRE_SIMPLE ? "simple"
 							: "extended");
 	if (client->text && !monitor->options.unmasked)
-		masked = mask_statement(client->text, &method);
+		masked = mask_statement_cached(monitor->masks, client->text,
+					       &method);
 	if (client->text) {
 		jsonw_key(w, "client_statement");
 		jsonw_string(w, masked ? masked : client->text);
@@ -1410,6 +1414,7 @@ void monitor_free(struct monitor *monitor)
 	oidmap_clear(&monitor->backends, free_backend);
 	oidmap_free(&monitor->backends);
 	jsonw_free(&monitor->writer);
+	mask_cache_free(monitor->masks);
 	free(monitor->watched);
 	free(monitor);
 }
