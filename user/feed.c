@@ -3,6 +3,7 @@
  * guarantee, the rotation scheme and the threads.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -373,40 +375,60 @@ static void ring_push(struct feed *feed, int64_t id, char *text, size_t len)
 	feed->ring_count++;
 }
 
-static char *numbered_line(struct json_object *record, int64_t id,
+/*
+ * The line {"id":N,<members>}\n in one allocation: the members were
+ * serialised once by the caller and are copied once, behind the id.
+ */
+static char *numbered_line(int64_t id, const struct iovec *members, int n,
 			   size_t *len)
 {
-	struct json_object *numbered = json_object_new_object();
-	const char *text;
-	char *line = NULL;
+	size_t total = 0, at;
+	char *line;
+	int i, head;
 
-	if (!numbered)
+	for (i = 0; i < n; i++)
+		total += members[i].iov_len;
+	line = malloc(total + 32);
+	if (!line)
 		return NULL;
-	json_object_object_add(numbered, "id", json_object_new_int64(id));
-	json_object_object_foreach(record, key, value)
-		if (strcmp(key, "id"))
-			json_object_object_add(numbered, key,
-					       json_object_get(value));
-	text = json_object_to_json_string_ext(numbered, JSON_C_TO_STRING_PLAIN);
-	*len = strlen(text);
-	line = malloc(*len + 2);
-	if (line) {
-		memcpy(line, text, *len);
-		line[(*len)++] = '\n';
-		line[*len] = 0;
+	head = sprintf(line, "{\"id\":%" PRId64 "%s", id, total ? "," : "");
+	at = (size_t)head;
+	for (i = 0; i < n; i++) {
+		memcpy(line + at, members[i].iov_base, members[i].iov_len);
+		at += members[i].iov_len;
 	}
-	json_object_put(numbered);
+	memcpy(line + at, "}\n", 3);
+	*len = at + 2;
 	return line;
 }
 
-static void count_violation(struct json_object *record)
+/*
+ * A record's members as text: the record serialised without its braces.
+ * An "id" of its own is left out, as the feed numbers records. Returns a
+ * json-c string (valid until 'record' changes) or a copy to free in *copy.
+ */
+static const char *record_members(struct json_object *record, size_t *len,
+				  struct json_object **copy)
 {
-	struct json_object *invariant = NULL, *rule = NULL;
+	struct json_object *source = record;
+	const char *text;
 
-	json_object_object_get_ex(record, "invariant", &invariant);
-	json_object_object_get_ex(record, "rule", &rule);
-	metrics_inc(METRIC_VIOLATIONS, json_object_get_string(invariant),
-		    json_object_get_string(rule));
+	*copy = NULL;
+	if (json_object_object_get_ex(record, "id", NULL)) {
+		*copy = json_object_new_object();
+		if (!*copy)
+			return NULL;
+		json_object_object_foreach(record, key, value)
+			if (strcmp(key, "id"))
+				json_object_object_add(*copy, key,
+						       json_object_get(value));
+		source = *copy;
+	}
+	text = json_object_to_json_string_ext(source, JSON_C_TO_STRING_PLAIN);
+	if (!text)
+		return NULL;
+	*len = strlen(text) - 2;
+	return text + 1;
 }
 
 #define FEED_PENDING_MAX 1000000	/* lines held while the journal fails */
@@ -471,7 +493,8 @@ static int queue_line(struct feed *feed, int64_t id, char *text, size_t len)
 	return 0;
 }
 
-int64_t feed_emit(struct feed *feed, struct json_object *record)
+int64_t feed_emit_members(struct feed *feed, const struct iovec *members,
+			  int n, const char *invariant, const char *rule)
 {
 	char *line;
 	size_t len;
@@ -480,7 +503,7 @@ int64_t feed_emit(struct feed *feed, struct json_object *record)
 
 	pthread_mutex_lock(&feed->lock);
 	id = feed->next_id;
-	line = numbered_line(record, id, &len);
+	line = numbered_line(id, members, n, &len);
 	if (!line || queue_line(feed, id, line, len)) {
 		pthread_mutex_unlock(&feed->lock);
 		free(line);
@@ -488,10 +511,31 @@ int64_t feed_emit(struct feed *feed, struct json_object *record)
 	}
 	/* numbered: the id is spent, written now or with the batch */
 	feed->next_id++;
-	count_violation(record);
+	metrics_inc(METRIC_VIOLATIONS, invariant, rule);
 	ret = batch_depth ? 0 : flush_locked(feed);
 	pthread_mutex_unlock(&feed->lock);
 	return ret ? ret : id;
+}
+
+int64_t feed_emit(struct feed *feed, struct json_object *record)
+{
+	struct json_object *invariant = NULL, *rule = NULL, *copy;
+	struct iovec members;
+	int64_t id;
+
+	members.iov_base = (void *)record_members(record, &members.iov_len,
+						  &copy);
+	if (!members.iov_base) {
+		json_object_put(copy);
+		return -ENOMEM;
+	}
+	json_object_object_get_ex(record, "invariant", &invariant);
+	json_object_object_get_ex(record, "rule", &rule);
+	id = feed_emit_members(feed, &members, 1,
+			       json_object_get_string(invariant),
+			       json_object_get_string(rule));
+	json_object_put(copy);
+	return id;
 }
 
 void feed_batch_begin(struct feed *feed)

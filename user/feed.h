@@ -29,6 +29,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+struct iovec;
 struct json_object;
 struct feed;
 
@@ -47,6 +48,15 @@ int feed_open(const char *journal, enum feed_sync sync, bool to_stdout,
  * the call. Returns the id given (from 1), or a negative errno.
  */
 int64_t feed_emit(struct feed *feed, struct json_object *record);
+
+/*
+ * The same for a record already serialised: 'members' are pieces of the
+ * text between its braces, written one after another (the first without a
+ * leading comma), and the line is {"id":N,<members>}. 'invariant' and
+ * 'rule' label the violation count. Returns as feed_emit.
+ */
+int64_t feed_emit_members(struct feed *feed, const struct iovec *members,
+			  int n, const char *invariant, const char *rule);
 
 /*
  * Group commit. Between feed_batch_begin and feed_batch_end, the records

@@ -2,6 +2,8 @@
  * Literal masking with libpg_query. See mask.h.
  */
 #include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -128,4 +130,337 @@ const char *mask_method_name(enum mask_method method)
 	default:
 		return "withheld";
 	}
+}
+
+/*
+ * The shape cache. A statement's key is its text with every literal
+ * replaced by SHAPE_MARK and a class byte; the entry keeps, per literal,
+ * the parameter number the parse gave it and whether a '-' just before it
+ * was folded into the constant (the parser folds "-5" into one constant).
+ */
+#define SHAPE_SLOTS 256		/* direct-mapped by the key's hash */
+#define SHAPE_LITERALS 64
+#define SHAPE_KEY_MAX 4096
+#define SHAPE_MARK '\x01'
+
+struct shape_literal {
+	uint16_t param;
+	bool folded;
+};
+
+struct shape {
+	uint64_t hash;
+	char *key;		/* NULL: an empty slot */
+	size_t key_len;
+	int n_literals;
+	struct shape_literal literals[];
+};
+
+struct literal_span {
+	size_t start, end;
+};
+
+struct mask_cache {
+	struct shape *slots[SHAPE_SLOTS];
+	char key[SHAPE_KEY_MAX + 2 * SHAPE_LITERALS];
+	size_t key_len;
+	struct literal_span spans[SHAPE_LITERALS];
+	int n_spans;
+};
+
+struct mask_cache *mask_cache_new(void)
+{
+	return calloc(1, sizeof(struct mask_cache));
+}
+
+void mask_cache_free(struct mask_cache *cache)
+{
+	int i;
+
+	if (!cache)
+		return;
+	for (i = 0; i < SHAPE_SLOTS; i++)
+		if (cache->slots[i])
+			free(cache->slots[i]->key);
+	for (i = 0; i < SHAPE_SLOTS; i++)
+		free(cache->slots[i]);
+	free(cache);
+}
+
+static bool is_ident_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c >= '0' && c <= '9') || c == '_' || c == '$';
+}
+
+static bool is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static bool key_put(struct mask_cache *cache, const char *bytes, size_t len)
+{
+	if (cache->key_len + len > sizeof(cache->key))
+		return false;
+	memcpy(cache->key + cache->key_len, bytes, len);
+	cache->key_len += len;
+	return true;
+}
+
+/* A literal at [start, end) of class 'kind': a mark in the key. */
+static bool add_literal(struct mask_cache *cache, size_t start, size_t end,
+			char kind)
+{
+	char mark[2] = { SHAPE_MARK, kind };
+
+	if (cache->n_spans == SHAPE_LITERALS)
+		return false;
+	cache->spans[cache->n_spans].start = start;
+	cache->spans[cache->n_spans++].end = end;
+	return key_put(cache, mark, sizeof(mark));
+}
+
+/*
+ * The end of the plain '...' string at 'i' ('' inside), or 0 when it is
+ * not one the cache takes: unterminated, or holding a byte outside
+ * printable ASCII.
+ */
+static size_t string_end(const char *sql, size_t i)
+{
+	for (i++; sql[i]; i++) {
+		if (sql[i] == '\'' && sql[i + 1] == '\'')
+			i++;
+		else if (sql[i] == '\'')
+			return i + 1;
+		else if (sql[i] < 0x20 || sql[i] > 0x7e)
+			return 0;
+	}
+	return 0;
+}
+
+/*
+ * The end of the unsigned number at 'i': digits, or digits '.' digits, of
+ * at most 9 digits before the point (so always an integer constant to the
+ * server, never a bigger type). 0 for any other form.
+ */
+static size_t number_end(const char *sql, size_t i)
+{
+	size_t start = i;
+
+	while (is_digit(sql[i]))
+		i++;
+	if (i - start > 9)
+		return 0;
+	if (sql[i] == '.' && is_digit(sql[i + 1]))
+		for (i++; is_digit(sql[i]); i++)
+			;
+	if (is_ident_char(sql[i]) || sql[i] == '.')
+		return 0;
+	return i;
+}
+
+/* 'i' for an integer, 'd' for a decimal: the parser tells them apart. */
+static char number_kind(const char *sql, size_t start, size_t end)
+{
+	return memchr(sql + start, '.', end - start) ? 'd' : 'i';
+}
+
+/* The end of the "quoted identifier" at 'i', or 0. */
+static size_t quoted_ident_end(const char *sql, size_t i)
+{
+	for (i++; sql[i]; i++) {
+		if (sql[i] == '"' && sql[i + 1] == '"')
+			i++;
+		else if (sql[i] == '"')
+			return i + 1;
+		else if (sql[i] < 0x20 || sql[i] > 0x7e)
+			return 0;
+	}
+	return 0;
+}
+
+/*
+ * The key and literal spans of 'sql'; false when the statement is not one
+ * the cache takes (see mask.h), so it goes the slow way.
+ */
+static bool shape_of(struct mask_cache *cache, const char *sql)
+{
+	size_t i = 0, end;
+	char c;
+
+	cache->key_len = 0;
+	cache->n_spans = 0;
+	while ((c = sql[i])) {
+		if (c == '\'') {
+			if (i && (is_ident_char(sql[i - 1]) || sql[i - 1] == '&'))
+				return false;
+			end = string_end(sql, i);
+			if (!end || !add_literal(cache, i, end, 's'))
+				return false;
+		} else if (is_digit(c)) {
+			if (i && sql[i - 1] == '.')
+				return false;
+			end = number_end(sql, i);
+			if (!end || !add_literal(cache, i, end,
+						 number_kind(sql, i, end)))
+				return false;
+		} else if (c == '"') {
+			end = quoted_ident_end(sql, i);
+			if (!end || !key_put(cache, sql + i, end - i))
+				return false;
+		} else if (is_ident_char(c) && c != '$') {
+			for (end = i + 1; is_ident_char(sql[end]); end++)
+				;
+			if (!key_put(cache, sql + i, end - i))
+				return false;
+		} else if (c == '$' && is_digit(sql[i + 1])) {
+			for (end = i + 1; is_digit(sql[end]); end++)
+				;
+			if (is_ident_char(sql[end]) ||
+			    !key_put(cache, sql + i, end - i))
+				return false;
+		} else if (c == '$' || c == '\\' || c < 0x20 || c > 0x7e ||
+			   (c == '-' && sql[i + 1] == '-') ||
+			   (c == '/' && sql[i + 1] == '*')) {
+			if (c != '\t' && c != '\n' && c != '\r')
+				return false;
+			end = i + 1;
+			if (!key_put(cache, sql + i, 1))
+				return false;
+		} else {
+			end = i + 1;
+			if (!key_put(cache, sql + i, 1))
+				return false;
+		}
+		i = end;
+	}
+	return true;
+}
+
+static uint64_t key_hash(const char *key, size_t len)
+{
+	uint64_t hash = 0xcbf29ce484222325ULL;	/* FNV-1a */
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		hash = (hash ^ (unsigned char)key[i]) * 0x100000001b3ULL;
+	return hash;
+}
+
+/*
+ * Read the shape's template off the parse's output: 'normalized' must be
+ * 'sql' with each literal span (with a '-' just before it, if the parser
+ * folded that in) replaced by $n, every other byte as it was. Fills
+ * 'literals'; false when the output is anything else.
+ */
+static bool read_template(const struct mask_cache *cache, const char *sql,
+			  const char *normalized, struct shape_literal *literals)
+{
+	size_t pos = 0, out = 0, seg, out_len = strlen(normalized);
+	unsigned long param;
+	char *digits_end;
+	int i;
+
+	for (i = 0; i < cache->n_spans; i++) {
+		const struct literal_span *span = &cache->spans[i];
+
+		seg = span->start - pos;
+		literals[i].folded = seg > 0 && sql[span->start - 1] == '-' &&
+				     out + seg - 1 < out_len &&
+				     normalized[out + seg - 1] == '$';
+		if (literals[i].folded)
+			seg--;
+		if (out + seg >= out_len ||
+		    memcmp(normalized + out, sql + pos, seg) ||
+		    normalized[out + seg] != '$' ||
+		    !is_digit(normalized[out + seg + 1]))
+			return false;
+		param = strtoul(normalized + out + seg + 1, &digits_end, 10);
+		if (param == 0 || param > UINT16_MAX || is_digit(sql[span->end]))
+			return false;
+		literals[i].param = (uint16_t)param;
+		out = (size_t)(digits_end - normalized);
+		pos = span->end;
+	}
+	return out_len - out == strlen(sql + pos) &&
+	       !memcmp(normalized + out, sql + pos, out_len - out);
+}
+
+static void shape_remember(struct mask_cache *cache, const char *sql,
+			   const char *normalized)
+{
+	struct shape *shape;
+	size_t slot;
+
+	shape = malloc(sizeof(*shape) +
+		       cache->n_spans * sizeof(shape->literals[0]));
+	if (!shape)
+		return;
+	if (!read_template(cache, sql, normalized, shape->literals) ||
+	    !(shape->key = malloc(cache->key_len))) {
+		free(shape);
+		return;
+	}
+	memcpy(shape->key, cache->key, cache->key_len);
+	shape->key_len = cache->key_len;
+	shape->hash = key_hash(cache->key, cache->key_len);
+	shape->n_literals = cache->n_spans;
+	slot = shape->hash % SHAPE_SLOTS;
+	if (cache->slots[slot])
+		free(cache->slots[slot]->key);
+	free(cache->slots[slot]);
+	cache->slots[slot] = shape;
+}
+
+static const struct shape *shape_find(const struct mask_cache *cache)
+{
+	uint64_t hash = key_hash(cache->key, cache->key_len);
+	const struct shape *shape = cache->slots[hash % SHAPE_SLOTS];
+
+	if (!shape || shape->hash != hash || shape->key_len != cache->key_len ||
+	    shape->n_literals != cache->n_spans ||
+	    memcmp(shape->key, cache->key, cache->key_len))
+		return NULL;
+	return shape;
+}
+
+/* 'sql' with its literal spans replaced as the shape says. */
+static char *shape_render(const struct mask_cache *cache,
+			  const struct shape *shape, const char *sql)
+{
+	size_t len = strlen(sql), pos = 0, seg;
+	char *out = malloc(len + 6 * (size_t)shape->n_literals + 1), *p = out;
+	int i;
+
+	if (!out)
+		return NULL;
+	for (i = 0; i < shape->n_literals; i++) {
+		seg = cache->spans[i].start - pos - shape->literals[i].folded;
+		memcpy(p, sql + pos, seg);
+		p += seg;
+		p += sprintf(p, "$%u", shape->literals[i].param);
+		pos = cache->spans[i].end;
+	}
+	memcpy(p, sql + pos, len - pos + 1);
+	return out;
+}
+
+char *mask_statement_cached(struct mask_cache *cache, const char *sql,
+			    enum mask_method *method)
+{
+	const struct shape *shape;
+	char *masked;
+
+	if (!cache || !shape_of(cache, sql))
+		return mask_statement(sql, method);
+	shape = shape_find(cache);
+	if (shape) {
+		*method = MASK_NORMALIZED;
+		return shape_render(cache, shape, sql);
+	}
+	masked = mask_statement(sql, method);
+	if (masked && *method == MASK_NORMALIZED &&
+	    cache->key_len <= SHAPE_KEY_MAX)
+		shape_remember(cache, sql, masked);
+	return masked;
 }

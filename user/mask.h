@@ -23,6 +23,32 @@ enum mask_method {
  */
 char *mask_statement(const char *sql, enum mask_method *method);
 
+/*
+ * A cache of statement shapes, for callers that mask the same statements
+ * again and again with other literals (a pgbench-like load): normalising
+ * costs a full parse. The shape of a statement is its text with each
+ * literal (a plain integer, a decimal, a '...' string) cut out. When the
+ * parse of one statement of a shape turned exactly those literals into
+ * $n and left every other byte as it was, later statements of the same
+ * shape are masked by cutting their literals out the same way, without a
+ * parse. Statements with comments, dollar quotes, backslashes, bytes
+ * outside printable ASCII, prefixed strings (E'', U&'', ...) or other
+ * numeric forms never use the cache. Owned by one thread.
+ */
+struct mask_cache;
+
+/* A new, empty cache; NULL when out of memory. */
+struct mask_cache *mask_cache_new(void);
+
+void mask_cache_free(struct mask_cache *cache);
+
+/*
+ * As mask_statement, through 'cache' (NULL: no cache). The result is the
+ * same as mask_statement's for the same text.
+ */
+char *mask_statement_cached(struct mask_cache *cache, const char *sql,
+			    enum mask_method *method);
+
 /* "normalized", "tokens" or "withheld", for records. */
 const char *mask_method_name(enum mask_method method);
 

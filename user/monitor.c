@@ -13,12 +13,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 
 #include <json-c/json.h>
 
 #include "classify.h"
+#include "jsonw.h"
 #include "log.h"
 #include "mask.h"
 #include "monitor.h"
@@ -32,6 +34,17 @@
 
 /* long enough for a committing backend to finish making it visible */
 #define DDL_SETTLE_NS (200 * 1000000ULL)
+
+/*
+ * A violation waiting for its transaction's outcome: its members already
+ * serialised (the text between the braces, without the outcome).
+ */
+struct held_record {
+	char *members;
+	size_t len;
+	const char *invariant;		/* static strings, for the count */
+	const char *rule;
+};
 
 struct backend {
 	uint32_t pid;
@@ -57,7 +70,9 @@ struct backend {
 	char application[PGV_APP_MAX];
 	char client[96];
 	struct catalog_db *db;
-	struct json_object *held;	/* records awaiting the outcome */
+	struct held_record *held;	/* records awaiting the outcome */
+	size_t n_held;
+	size_t held_cap;
 	struct json_object *sent_in_progress;	/* their ids, if sent early */
 	/*
 	 * Writes to relations created in the open transaction: unknown to the
@@ -84,6 +99,8 @@ struct monitor {
 	int64_t realtime_offset_ns;
 	uint64_t last_drops[PGV_DROP_CAUSES];
 	struct monitor_stats stats;
+	struct jsonw writer;		/* the record being built, reused */
+	struct mask_cache *masks;	/* statement shapes; NULL: none */
 };
 
 static const char *const drop_causes[PGV_DROP_CAUSES] = {
@@ -110,6 +127,8 @@ int monitor_new(const struct monitor_options *options, struct monitor **out)
 	if (!monitor)
 		return -ENOMEM;
 	monitor->options = *options;
+	/* without it masking is slower, not wrong */
+	monitor->masks = mask_cache_new();
 	monitor->realtime_offset_ns = clock_ns(CLOCK_REALTIME) -
 				      clock_ns(CLOCK_MONOTONIC);
 	*out = monitor;
@@ -163,40 +182,80 @@ static void format_time(const struct monitor *monitor, uint64_t mono_ns,
 	snprintf(buf + n, len - n, ".%06ldZ", (long)(ns % 1000000000) / 1000);
 }
 
-static int64_t emit(struct monitor *monitor, struct json_object *record)
+/* Number and send a record whose members are in 'parts'. */
+static int64_t emit_members(struct monitor *monitor, const struct iovec *parts,
+			    int n, const char *invariant, const char *rule)
 {
-	int64_t id = feed_emit(monitor->options.feed, record);
+	int64_t id = feed_emit_members(monitor->options.feed, parts, n,
+				       invariant, rule);
 
 	if (id < 0)
 		log_error("cannot write a violation record: %s",
 			  strerror((int)-id));
 	monitor->stats.violations++;
-	json_object_put(record);
 	return id;
 }
 
-static struct json_object *monitor_record(struct monitor *monitor,
-					  const char *rule)
+/* Send the record in the writer; an allocation that failed is reported. */
+static int64_t emit(struct monitor *monitor, const char *invariant,
+		    const char *rule)
 {
-	struct json_object *record = json_object_new_object();
+	struct jsonw *w = &monitor->writer;
+	struct iovec members = { w->buf, w->len };
+
+	if (jsonw_failed(w)) {
+		log_error("cannot write a violation record: %s",
+			  strerror(ENOMEM));
+		monitor->stats.violations++;
+		return -ENOMEM;
+	}
+	return emit_members(monitor, &members, 1, invariant, rule);
+}
+
+/* Start a record in the writer: its time, invariant and rule. */
+static struct jsonw *record_begin(struct monitor *monitor, uint64_t mono_ns,
+				  const char *invariant, const char *rule)
+{
+	struct jsonw *w = &monitor->writer;
 	char stamp[40];
 
-	format_time(monitor, clock_ns(CLOCK_MONOTONIC), stamp, sizeof(stamp));
-	json_object_object_add(record, "time", json_object_new_string(stamp));
-	json_object_object_add(record, "invariant",
-			       json_object_new_string("monitor"));
-	json_object_object_add(record, "rule", json_object_new_string(rule));
-	return record;
+	jsonw_reset(w);
+	format_time(monitor, mono_ns, stamp, sizeof(stamp));
+	jsonw_key(w, "time");
+	jsonw_string(w, stamp);
+	jsonw_key(w, "invariant");
+	jsonw_string(w, invariant);
+	jsonw_key(w, "rule");
+	jsonw_string(w, rule);
+	return w;
+}
+
+static struct jsonw *monitor_record(struct monitor *monitor, const char *rule)
+{
+	return record_begin(monitor, clock_ns(CLOCK_MONOTONIC), "monitor",
+			    rule);
+}
+
+/* A json-c value as a member of the record being written. */
+static void write_json(struct jsonw *w, const char *key,
+		       struct json_object *value)
+{
+	const char *text = json_object_to_json_string_ext(value,
+						JSON_C_TO_STRING_PLAIN);
+
+	jsonw_key(w, key);
+	jsonw_raw(w, text, strlen(text));
 }
 
 void monitor_report(struct monitor *monitor, const char *rule,
 		    struct json_object *detail)
 {
-	struct json_object *record = monitor_record(monitor, rule);
+	struct jsonw *w = monitor_record(monitor, rule);
 
 	if (detail)
-		json_object_object_add(record, "detail", detail);
-	emit(monitor, record);
+		write_json(w, "detail", detail);
+	json_object_put(detail);
+	emit(monitor, "monitor", rule);
 }
 
 static void report_backend(struct monitor *monitor, const char *rule,
@@ -218,37 +277,41 @@ static void report_backend(struct monitor *monitor, const char *rule,
 	monitor_report(monitor, rule, detail);
 }
 
+static void write_session(struct jsonw *w, const struct backend *backend,
+			  bool with_startup);
 static struct json_object *session_json(const struct backend *backend);
 
 /* Emit every held record of 'backend' with 'outcome'. */
 static void release(struct monitor *monitor, struct backend *backend,
 		    const char *outcome)
 {
-	size_t i, n;
+	char tail[64];
+	struct iovec parts[2] = { { 0 }, { tail, 0 } };
+	bool in_progress = !strcmp(outcome, "in_progress");
+	size_t i;
 
-	if (!backend->held)
+	if (!backend->n_held)
 		return;
-	n = json_object_array_length(backend->held);
-	for (i = 0; i < n; i++) {
-		struct json_object *record =
-			json_object_array_get_idx(backend->held, i);
-		struct json_object *xact = json_object_new_object();
-
+	parts[1].iov_len = snprintf(tail, sizeof(tail),
+				    ",\"transaction\":{\"outcome\":\"%s\"}",
+				    outcome);
+	for (i = 0; i < backend->n_held; i++) {
+		struct held_record *record = &backend->held[i];
 		int64_t id;
 
-		json_object_object_add(xact, "outcome",
-				       json_object_new_string(outcome));
-		json_object_object_add(record, "transaction", xact);
-		id = emit(monitor, json_object_get(record));
-		if (id > 0 && !strcmp(outcome, "in_progress")) {
+		parts[0].iov_base = record->members;
+		parts[0].iov_len = record->len;
+		id = emit_members(monitor, parts, 2, record->invariant,
+				  record->rule);
+		free(record->members);
+		if (id > 0 && in_progress) {
 			if (!backend->sent_in_progress)
 				backend->sent_in_progress = json_object_new_array();
 			json_object_array_add(backend->sent_in_progress,
 					      json_object_new_int64(id));
 		}
 	}
-	json_object_put(backend->held);
-	backend->held = NULL;
+	backend->n_held = 0;
 }
 
 /*
@@ -258,29 +321,55 @@ static void release(struct monitor *monitor, struct backend *backend,
 static void report_late_outcome(struct monitor *monitor,
 				struct backend *backend, const char *outcome)
 {
-	struct json_object *record, *detail;
+	struct json_object *detail;
+	struct jsonw *w;
 
 	if (!backend->sent_in_progress)
 		return;
-	record = monitor_record(monitor, "transaction_outcome");
+	w = monitor_record(monitor, "transaction_outcome");
 	detail = json_object_new_object();
 	json_object_object_add(detail, "ids", backend->sent_in_progress);
 	json_object_object_add(detail, "outcome",
 			       json_object_new_string(outcome));
-	json_object_object_add(record, "detail", detail);
-	json_object_object_add(record, "session", session_json(backend));
+	write_json(w, "detail", detail);
+	json_object_put(detail);
+	jsonw_key(w, "session");
+	write_session(w, backend, false);
 	backend->sent_in_progress = NULL;
-	emit(monitor, record);
+	emit(monitor, "monitor", "transaction_outcome");
 }
 
-static void hold(struct backend *backend, struct json_object *record,
-		 uint64_t now_ns)
+/* Keep the record in the writer until the transaction's outcome. */
+static void hold(struct monitor *monitor, struct backend *backend,
+		 const struct finding *f, uint64_t now_ns)
 {
-	if (!backend->held) {
-		backend->held = json_object_new_array();
-		backend->held_since_ns = now_ns;
+	const struct jsonw *w = &monitor->writer;
+	struct held_record *grown, *record;
+	size_t cap;
+
+	if (jsonw_failed(w))
+		goto failed;
+	if (backend->n_held == backend->held_cap) {
+		cap = backend->held_cap ? backend->held_cap * 2 : 8;
+		grown = realloc(backend->held, cap * sizeof(*grown));
+		if (!grown)
+			goto failed;
+		backend->held = grown;
+		backend->held_cap = cap;
 	}
-	json_object_array_add(backend->held, record);
+	record = &backend->held[backend->n_held];
+	record->members = malloc(w->len + 1);
+	if (!record->members)
+		goto failed;
+	memcpy(record->members, w->buf, w->len + 1);
+	record->len = w->len;
+	record->invariant = classify_invariant_name(f->invariant);
+	record->rule = f->rule;
+	if (!backend->n_held++)
+		backend->held_since_ns = now_ns;
+	return;
+failed:
+	log_error("cannot hold a violation record: %s", strerror(ENOMEM));
 }
 
 static void drop_deferred(struct backend *backend)
@@ -293,7 +382,9 @@ static void free_backend(void *value)
 {
 	struct backend *backend = value;
 
-	json_object_put(backend->held);
+	while (backend->n_held > 0)
+		free(backend->held[--backend->n_held].members);
+	free(backend->held);
 	json_object_put(backend->sent_in_progress);
 	drop_deferred(backend);
 	free(backend->utility_text);
@@ -400,33 +491,74 @@ static void on_session(struct monitor *monitor, struct backend *backend,
 		log_warn("%s", err);
 }
 
+static void write_startup(struct jsonw *w, const struct wire_conn *wire)
+{
+	const struct wire_startup *startup = wire_startup(wire);
+
+	jsonw_object_begin(w);
+	jsonw_key(w, "user");
+	jsonw_string(w, startup->user);
+	jsonw_key(w, "database");
+	jsonw_string(w, startup->database);
+	jsonw_key(w, "application_name");
+	jsonw_string(w, startup->application_name);
+	jsonw_key(w, "options");
+	jsonw_string(w, startup->options);
+	jsonw_key(w, "ssl_requested");
+	jsonw_bool(w, startup->ssl_requested);
+	jsonw_object_end(w);
+}
+
+/*
+ * The session object; a violation's adds the client's startup packet once
+ * it was seen.
+ */
+static void write_session(struct jsonw *w, const struct backend *backend,
+			  bool with_startup)
+{
+	jsonw_object_begin(w);
+	jsonw_key(w, "pid");
+	jsonw_int(w, backend->pid);
+	jsonw_key(w, "user");
+	jsonw_string(w, backend->user);
+	jsonw_key(w, "database");
+	jsonw_string(w, backend->database);
+	jsonw_key(w, "application");
+	jsonw_string(w, backend->application);
+	jsonw_key(w, "client");
+	jsonw_string(w, backend->client);
+	jsonw_key(w, "postmaster");
+	jsonw_int(w, backend->ppid);
+	jsonw_key(w, "os_uid");
+	jsonw_int(w, backend->uid);
+	jsonw_key(w, "comm");
+	jsonw_string(w, backend->comm);
+	jsonw_key(w, "cgroup_id");
+	jsonw_int(w, (int64_t)backend->cgroup_id);
+	if (with_startup && backend->wire &&
+	    wire_startup(backend->wire)->seen) {
+		jsonw_key(w, "startup");
+		write_startup(w, backend->wire);
+	}
+	jsonw_object_end(w);
+}
+
+/* The session as a json-c object, for the flight recorder; or NULL. */
 static struct json_object *session_json(const struct backend *backend)
 {
-	struct json_object *session = json_object_new_object();
+	struct jsonw w = { 0 };
+	struct json_object *session = NULL;
 
-	json_object_object_add(session, "pid",
-			       json_object_new_int64(backend->pid));
-	json_object_object_add(session, "user",
-			       json_object_new_string(backend->user));
-	json_object_object_add(session, "database",
-			       json_object_new_string(backend->database));
-	json_object_object_add(session, "application",
-			       json_object_new_string(backend->application));
-	json_object_object_add(session, "client",
-			       json_object_new_string(backend->client));
-	json_object_object_add(session, "postmaster",
-			       json_object_new_int64(backend->ppid));
-	json_object_object_add(session, "os_uid",
-			       json_object_new_int64(backend->uid));
-	json_object_object_add(session, "comm",
-			       json_object_new_string(backend->comm));
-	json_object_object_add(session, "cgroup_id",
-			       json_object_new_int64((int64_t)backend->cgroup_id));
+	write_session(&w, backend, false);
+	if (!jsonw_failed(&w))
+		session = json_tokener_parse(w.buf);
+	jsonw_free(&w);
 	return session;
 }
 
-static void add_statement(struct monitor *monitor, struct json_object *record,
-			  const char *text, uint32_t full_len, bool truncated)
+/* The statement, masked unless --unmasked, and whether it was cut. */
+static void write_statement(struct monitor *monitor, struct jsonw *w,
+			    const char *text, uint32_t full_len, bool truncated)
 {
 	enum mask_method method = MASK_NORMALIZED;
 	char *masked = NULL;
@@ -435,39 +567,20 @@ static void add_statement(struct monitor *monitor, struct json_object *record,
 	while (*text == ' ' || *text == '\n' || *text == '\t' || *text == '\r')
 		text++;
 	if (!monitor->options.unmasked)
-		masked = mask_statement(text, &method);
-	json_object_object_add(record, "statement",
-			       json_object_new_string(masked ? masked : text));
-	if (!monitor->options.unmasked)
-		json_object_object_add(record, "statement_masking",
-				       json_object_new_string(
-					       mask_method_name(method)));
+		masked = mask_statement_cached(monitor->masks, text, &method);
+	jsonw_key(w, "statement");
+	jsonw_string(w, masked ? masked : text);
+	if (!monitor->options.unmasked) {
+		jsonw_key(w, "statement_masking");
+		jsonw_string(w, mask_method_name(method));
+	}
 	if (truncated) {
-		json_object_object_add(record, "statement_truncated",
-				       json_object_new_boolean(1));
-		json_object_object_add(record, "statement_length",
-				       json_object_new_int64(full_len));
+		jsonw_key(w, "statement_truncated");
+		jsonw_bool(w, true);
+		jsonw_key(w, "statement_length");
+		jsonw_int(w, full_len);
 	}
 	free(masked);
-}
-
-static struct json_object *startup_json(const struct wire_conn *wire)
-{
-	const struct wire_startup *startup = wire_startup(wire);
-	struct json_object *json = json_object_new_object();
-
-	json_object_object_add(json, "user",
-			       json_object_new_string(startup->user));
-	json_object_object_add(json, "database",
-			       json_object_new_string(startup->database));
-	json_object_object_add(json, "application_name",
-			       json_object_new_string(
-				       startup->application_name));
-	json_object_object_add(json, "options",
-			       json_object_new_string(startup->options));
-	json_object_object_add(json, "ssl_requested",
-			       json_object_new_boolean(startup->ssl_requested));
-	return json;
 }
 
 /* Printable as a JSON string: UTF-8 without NUL (overlongs let pass). */
@@ -500,62 +613,96 @@ static bool valid_utf8(const unsigned char *s, size_t len)
 	return true;
 }
 
-/* A bound value as captured: text as is, binary or odd bytes in hex. */
+/*
+ * A bound value as captured: text as is, binary or odd bytes in hex. Sets
+ * *hex to a string to free when the value is shown in hex. NULL: a SQL NULL
+ * or out of memory.
+ */
+static const char *value_text(const struct wire_value *value, size_t *len,
+			      char **hex)
+{
+	uint32_t i;
+
+	*hex = NULL;
+	if (value->length < 0)
+		return NULL;
+	*len = value->kept;
+	if (value->format == 0 &&
+	    valid_utf8((const unsigned char *)value->bytes, value->kept))
+		return value->bytes;
+	*hex = malloc(2 * (size_t)value->kept + 3);
+	if (!*hex)
+		return NULL;
+	strcpy(*hex, "\\x");
+	for (i = 0; i < value->kept; i++)
+		sprintf(*hex + 2 + 2 * i, "%02x", (unsigned char)value->bytes[i]);
+	*len = 2 + 2 * (size_t)value->kept;
+	return *hex;
+}
+
 static struct json_object *value_json(const struct wire_value *value)
 {
 	struct json_object *json;
+	const char *text;
+	size_t len;
 	char *hex;
-	uint32_t i;
 
-	if (value->length < 0)
-		return NULL;
-	if (value->format == 0 &&
-	    valid_utf8((const unsigned char *)value->bytes, value->kept))
-		return json_object_new_string_len(value->bytes, value->kept);
-	hex = malloc(2 * (size_t)value->kept + 3);
-	if (!hex)
-		return NULL;
-	strcpy(hex, "\\x");
-	for (i = 0; i < value->kept; i++)
-		sprintf(hex + 2 + 2 * i, "%02x", (unsigned char)value->bytes[i]);
-	json = json_object_new_string(hex);
+	text = value_text(value, &len, &hex);
+	json = text ? json_object_new_string_len(text, len) : NULL;
 	free(hex);
 	return json;
+}
+
+static void write_value(struct jsonw *w, const struct wire_value *value)
+{
+	const char *text;
+	size_t len;
+	char *hex;
+
+	text = value_text(value, &len, &hex);
+	if (text)
+		jsonw_string_len(w, text, len);
+	else
+		jsonw_null(w);
+	free(hex);
 }
 
 /*
  * Bound values: masked, each non-NULL value is "?" (NULL stays null: that a
  * value was absent is not data); unmasked, as captured.
  */
-static void add_bind_values(struct monitor *monitor, struct json_object *record,
-			    const struct wire_command *client)
+static void write_bind_values(struct monitor *monitor, struct jsonw *w,
+			      const struct wire_command *client)
 {
-	struct json_object *values = json_object_new_array();
-	struct json_object *formats = json_object_new_array();
 	uint16_t i;
 
+	jsonw_key(w, "bind_values");
+	jsonw_array_begin(w);
 	for (i = 0; i < client->n_values; i++) {
 		const struct wire_value *value = &client->values[i];
 
-		json_object_array_add(formats, json_object_new_string(
-					       value->format ? "binary" : "text"));
 		if (value->length < 0)
-			json_object_array_add(values, NULL);
+			jsonw_null(w);
 		else if (!monitor->options.unmasked)
-			json_object_array_add(values, json_object_new_string("?"));
+			jsonw_string(w, "?");
 		else
-			json_object_array_add(values, value_json(value));
+			write_value(w, value);
 	}
-	json_object_object_add(record, "bind_values", values);
-	json_object_object_add(record, "bind_formats", formats);
-	if (!monitor->options.unmasked)
-		json_object_object_add(record, "bind_values_masking",
-				       json_object_new_string("replaced"));
+	jsonw_array_end(w);
+	jsonw_key(w, "bind_formats");
+	jsonw_array_begin(w);
+	for (i = 0; i < client->n_values; i++)
+		jsonw_string(w, client->values[i].format ? "binary" : "text");
+	jsonw_array_end(w);
+	if (!monitor->options.unmasked) {
+		jsonw_key(w, "bind_values_masking");
+		jsonw_string(w, "replaced");
+	}
 	if (client->values_truncated || client->n_values < client->n_params) {
-		json_object_object_add(record, "bind_values_truncated",
-				       json_object_new_boolean(1));
-		json_object_object_add(record, "bind_count",
-				       json_object_new_int64(client->n_params));
+		jsonw_key(w, "bind_values_truncated");
+		jsonw_bool(w, true);
+		jsonw_key(w, "bind_count");
+		jsonw_int(w, client->n_params);
 	}
 }
 
@@ -563,38 +710,39 @@ static void add_bind_values(struct monitor *monitor, struct json_object *record,
  * What the client sent for the statement: its own text (masked like
  * "statement") and, through the extended protocol, the values it bound.
  */
-static void add_client(struct monitor *monitor, struct json_object *record,
-		       const struct wire_command *client)
+static void write_client(struct monitor *monitor, struct jsonw *w,
+			 const struct wire_command *client)
 {
 	enum mask_method method = MASK_NORMALIZED;
 	char *masked = NULL;
 
-	json_object_object_add(record, "client_protocol", json_object_new_string(
-				       client->protocol == WIRE_SIMPLE
-					       ? "simple" : "extended"));
+	jsonw_key(w, "client_protocol");
+	jsonw_string(w, client->protocol == WIRE_SIMPLE ? "simple"
+							: "extended");
 	if (client->text && !monitor->options.unmasked)
-		masked = mask_statement(client->text, &method);
+		masked = mask_statement_cached(monitor->masks, client->text,
+					       &method);
 	if (client->text) {
-		json_object_object_add(record, "client_statement",
-				       json_object_new_string(masked ? masked
-							      : client->text));
-		if (!monitor->options.unmasked)
-			json_object_object_add(record,
-				"client_statement_masking",
-				json_object_new_string(mask_method_name(method)));
+		jsonw_key(w, "client_statement");
+		jsonw_string(w, masked ? masked : client->text);
+		if (!monitor->options.unmasked) {
+			jsonw_key(w, "client_statement_masking");
+			jsonw_string(w, mask_method_name(method));
+		}
 	}
 	if (client->text_truncated) {
-		json_object_object_add(record, "client_statement_truncated",
-				       json_object_new_boolean(1));
-		json_object_object_add(record, "client_statement_length",
-				       json_object_new_int64(client->text_len));
+		jsonw_key(w, "client_statement_truncated");
+		jsonw_bool(w, true);
+		jsonw_key(w, "client_statement_length");
+		jsonw_int(w, client->text_len);
 	}
 	free(masked);
 	if (client->protocol == WIRE_EXTENDED) {
-		if (client->statement_name && client->statement_name[0])
-			json_object_object_add(record, "prepared_statement",
-				json_object_new_string(client->statement_name));
-		add_bind_values(monitor, record, client);
+		if (client->statement_name && client->statement_name[0]) {
+			jsonw_key(w, "prepared_statement");
+			jsonw_string(w, client->statement_name);
+		}
+		write_bind_values(monitor, w, client);
 	}
 }
 
@@ -610,6 +758,17 @@ static struct json_object *function_stack(struct backend *backend,
 	return stack;
 }
 
+static void write_function_stack(struct jsonw *w, struct backend *backend,
+				 const struct pgv_header *hdr)
+{
+	__u32 i;
+
+	jsonw_array_begin(w);
+	for (i = 0; i < hdr->stack_len && i < PGV_STACK_MAX; i++)
+		jsonw_string(w, catalog_function(backend->db, hdr->stack[i]));
+	jsonw_array_end(w);
+}
+
 struct statement {
 	const char *text;
 	uint32_t full_len;
@@ -617,58 +776,71 @@ struct statement {
 	const struct wire_command *client;	/* from the wire, or NULL */
 };
 
-static struct json_object *build_record(struct monitor *monitor,
-					struct backend *backend,
-					const struct pgv_header *hdr,
-					const struct finding *f,
-					const struct statement *stmt)
+/* A violation's record, into the monitor's writer. */
+static void build_record(struct monitor *monitor, struct backend *backend,
+			 const struct pgv_header *hdr, const struct finding *f,
+			 const struct statement *stmt)
 {
 	const struct catalog_relation *rel = catalog_relation(backend->db,
 							      f->relid);
-	struct json_object *record = json_object_new_object(), *list;
-	char stamp[40], oid[24];
+	struct jsonw *w;
+	char oid[24];
 	int i;
 
-	format_time(monitor, hdr->time_ns, stamp, sizeof(stamp));
-	snprintf(oid, sizeof(oid), "oid:%u", f->relid);
-	json_object_object_add(record, "time", json_object_new_string(stamp));
-	json_object_object_add(record, "invariant", json_object_new_string(
-				       classify_invariant_name(f->invariant)));
-	json_object_object_add(record, "rule", json_object_new_string(f->rule));
-	json_object_object_add(record, "relation", json_object_new_string(
-				       rel ? rel->qualified : oid));
-	json_object_object_add(record, "relation_oid",
-			       json_object_new_int64(f->relid));
-	list = json_object_new_array();
-	for (i = 0; i < f->n_columns; i++)
-		json_object_array_add(list, json_object_new_string(f->columns[i]));
-	json_object_object_add(record, "columns", list);
-	json_object_object_add(record, "command",
-			       json_object_new_string(f->command));
-	if (f->n_detail) {
-		list = json_object_new_array();
-		for (i = 0; i < f->n_detail; i++)
-			json_object_array_add(list,
-					      json_object_new_string(f->detail[i]));
-		json_object_object_add(record, "subcommands", list);
+	w = record_begin(monitor, hdr->time_ns,
+			 classify_invariant_name(f->invariant), f->rule);
+	jsonw_key(w, "relation");
+	if (rel) {
+		jsonw_string(w, rel->qualified);
+	} else {
+		snprintf(oid, sizeof(oid), "oid:%u", f->relid);
+		jsonw_string(w, oid);
 	}
-	add_statement(monitor, record, stmt->text, stmt->full_len,
-		      stmt->truncated);
-	json_object_object_add(record, "function_stack",
-			       function_stack(backend, hdr));
-	json_object_object_add(record, "depth", json_object_new_int64(hdr->depth));
-	if (hdr->flags & PGV_F_STACK_TRUNCATED)
-		json_object_object_add(record, "function_stack_truncated",
-				       json_object_new_boolean(1));
-	json_object_object_add(record, "session", session_json(backend));
-	if (backend->wire && wire_startup(backend->wire)->seen)
-		json_object_object_add(json_object_object_get(record, "session"),
-				       "startup", startup_json(backend->wire));
+	jsonw_key(w, "relation_oid");
+	jsonw_int(w, f->relid);
+	jsonw_key(w, "columns");
+	jsonw_array_begin(w);
+	for (i = 0; i < f->n_columns; i++)
+		jsonw_string(w, f->columns[i]);
+	jsonw_array_end(w);
+	jsonw_key(w, "command");
+	jsonw_string(w, f->command);
+	if (f->n_detail) {
+		jsonw_key(w, "subcommands");
+		jsonw_array_begin(w);
+		for (i = 0; i < f->n_detail; i++)
+			jsonw_string(w, f->detail[i]);
+		jsonw_array_end(w);
+	}
+	write_statement(monitor, w, stmt->text, stmt->full_len,
+			stmt->truncated);
+	jsonw_key(w, "function_stack");
+	write_function_stack(w, backend, hdr);
+	jsonw_key(w, "depth");
+	jsonw_int(w, hdr->depth);
+	if (hdr->flags & PGV_F_STACK_TRUNCATED) {
+		jsonw_key(w, "function_stack_truncated");
+		jsonw_bool(w, true);
+	}
+	jsonw_key(w, "session");
+	write_session(w, backend, true);
 	if (stmt->client)
-		add_client(monitor, record, stmt->client);
-	json_object_object_add(record, "backend_seq",
-			       json_object_new_int64(hdr->seq));
-	return record;
+		write_client(monitor, w, stmt->client);
+	jsonw_key(w, "backend_seq");
+	jsonw_int(w, hdr->seq);
+}
+
+/* The flight recorder keeps the violation as one JSON object. */
+static void record_violation(struct monitor *monitor, struct backend *backend)
+{
+	const struct jsonw *w = &monitor->writer;
+	char *text;
+
+	if (jsonw_failed(w) || asprintf(&text, "{%s}", w->buf) < 0)
+		return;
+	recorder_violation(monitor->options.recorder, backend->pid,
+			   backend->start_ns, text);
+	free(text);
 }
 
 static const struct catalog_balance *bind_balance(void *arg, uint32_t relid)
@@ -713,14 +885,10 @@ static void classify_and_hold(struct monitor *monitor, struct backend *backend,
 	int i;
 
 	for (i = 0; i < n; i++) {
-		struct json_object *record = build_record(monitor, backend, hdr,
-							  &found[i], stmt);
-
-		hold(backend, record, hdr->time_ns);
+		build_record(monitor, backend, hdr, &found[i], stmt);
+		hold(monitor, backend, &found[i], hdr->time_ns);
 		if (monitor->options.recorder)
-			recorder_violation(monitor->options.recorder,
-					   backend->pid, backend->start_ns,
-					   record);
+			record_violation(monitor, backend);
 	}
 }
 
@@ -829,17 +997,17 @@ static void report_truncated(struct monitor *monitor, struct backend *backend,
 			     const struct pgv_header *hdr, const char *text,
 			     uint32_t full_len, bool text_truncated)
 {
-	struct json_object *record = monitor_record(monitor,
-						    "relations_not_classified");
+	struct jsonw *w = monitor_record(monitor, "relations_not_classified");
 
-	json_object_object_add(record, "detail", json_object_new_string(
-		"the statement writes more relations than the probe keeps; "
-		"those beyond were not classified"));
-	add_statement(monitor, record, text, full_len, text_truncated);
-	json_object_object_add(record, "session", session_json(backend));
-	json_object_object_add(record, "backend_seq",
-			       json_object_new_int64(hdr->seq));
-	emit(monitor, record);
+	jsonw_key(w, "detail");
+	jsonw_string(w, "the statement writes more relations than the probe "
+		     "keeps; those beyond were not classified");
+	write_statement(monitor, w, text, full_len, text_truncated);
+	jsonw_key(w, "session");
+	write_session(w, backend, false);
+	jsonw_key(w, "backend_seq");
+	jsonw_int(w, hdr->seq);
+	emit(monitor, "monitor", "relations_not_classified");
 }
 
 /* Keep a write to a relation this open transaction created. */
@@ -1003,28 +1171,25 @@ static void on_xact(struct monitor *monitor, struct backend *backend,
 static void report_allowed_change(struct monitor *monitor,
 				  struct backend *backend, uint32_t oid)
 {
-	struct json_object *record = json_object_new_object(), *xact;
-	char stamp[40];
+	static const char rule[] = "allowed_function_redefined";
+	struct jsonw *w = record_begin(monitor, backend->ddl_committed_ns,
+				       "monetary", rule);
 
-	format_time(monitor, backend->ddl_committed_ns, stamp, sizeof(stamp));
-	json_object_object_add(record, "time", json_object_new_string(stamp));
-	json_object_object_add(record, "invariant",
-			       json_object_new_string("monetary"));
-	json_object_object_add(record, "rule", json_object_new_string(
-				       "allowed_function_redefined"));
-	json_object_object_add(record, "function", json_object_new_string(
-				       catalog_function(backend->db, oid)));
-	json_object_object_add(record, "function_oid",
-			       json_object_new_int64(oid));
-	add_statement(monitor, record,
-		      backend->utility_text ? backend->utility_text : "",
-		      backend->utility_len, backend->utility_truncated);
-	json_object_object_add(record, "session", session_json(backend));
-	xact = json_object_new_object();
-	json_object_object_add(xact, "outcome",
-			       json_object_new_string("committed"));
-	json_object_object_add(record, "transaction", xact);
-	emit(monitor, record);
+	jsonw_key(w, "function");
+	jsonw_string(w, catalog_function(backend->db, oid));
+	jsonw_key(w, "function_oid");
+	jsonw_int(w, oid);
+	write_statement(monitor, w,
+			backend->utility_text ? backend->utility_text : "",
+			backend->utility_len, backend->utility_truncated);
+	jsonw_key(w, "session");
+	write_session(w, backend, false);
+	jsonw_key(w, "transaction");
+	jsonw_object_begin(w);
+	jsonw_key(w, "outcome");
+	jsonw_string(w, "committed");
+	jsonw_object_end(w);
+	emit(monitor, "monetary", rule);
 }
 
 /* Re-read the catalog after DDL this backend committed, if still due. */
@@ -1221,7 +1386,7 @@ void monitor_tick(struct monitor *monitor, uint64_t now_ns,
 	oidmap_foreach(&monitor->backends, i) {
 		struct backend *backend = monitor->backends.values[i];
 
-		if (backend->held &&
+		if (backend->n_held &&
 		    now_ns - backend->held_since_ns > monitor->options.hold_ns)
 			release(monitor, backend, "in_progress");
 		if (backend->ddl_committed_ns &&
@@ -1251,6 +1416,8 @@ void monitor_free(struct monitor *monitor)
 		return;
 	oidmap_clear(&monitor->backends, free_backend);
 	oidmap_free(&monitor->backends);
+	jsonw_free(&monitor->writer);
+	mask_cache_free(monitor->masks);
 	free(monitor->watched);
 	free(monitor);
 }

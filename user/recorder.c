@@ -787,10 +787,8 @@ static struct pending *pending_start(struct recorder *rec, struct backend *b,
 }
 
 int recorder_violation(struct recorder *rec, uint32_t pid, uint64_t start,
-		       struct json_object *violation)
+		       const char *text)
 {
-	const char *text = json_object_to_json_string_ext(violation,
-						JSON_C_TO_STRING_PLAIN);
 	struct pending *p;
 	struct backend *b;
 	uint64_t now = now_ms(rec);

@@ -115,12 +115,13 @@ int recorder_xact_end(struct recorder *rec, uint32_t pid, uint64_t start,
 
 /*
  * A violation by this backend, after recorder_add of the statement that
- * caused it; 'violation' (borrowed) is the feed's record. Starts a pending
+ * caused it; 'violation' (borrowed) is the feed's record as one JSON
+ * object, before its id and outcome are known. Starts a pending
  * dump, or joins the one in progress. Returns 0, or -EBUSY when the rate
  * limit or the bound on pending dumps suppressed it (counted).
  */
 int recorder_violation(struct recorder *rec, uint32_t pid, uint64_t start,
-		       struct json_object *violation);
+		       const char *violation);
 
 /* The backend exited: its pending dump is written, its records freed. */
 void recorder_backend_exit(struct recorder *rec, uint32_t pid,

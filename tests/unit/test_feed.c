@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -119,6 +120,49 @@ static void feed_open__truncated_last_line__ignored(void **state)
 	free(line);
 	assert_int_equal(feed_reader_next(reader, 10, &line, &len), 0);
 	feed_reader_close(reader);
+	feed_close(feed);
+}
+
+/* The line a fresh reader gets for record 'id', compared whole. */
+static void assert_line(struct feed *feed, int64_t id, const char *expected)
+{
+	struct feed_reader *reader;
+	char *line;
+	size_t len;
+
+	assert_int_equal(feed_reader_open(feed, id - 1, &reader), 0);
+	assert_int_equal(feed_reader_next(reader, 10, &line, &len), id);
+	assert_string_equal(line, expected);
+	assert_int_equal(len, strlen(expected));
+	free(line);
+	feed_reader_close(reader);
+}
+
+static void feed_emit__any_form__id_first_then_members(void **state)
+{
+	struct fixture *fx = *state;
+	struct feed *feed = open_feed(fx->journal, 0, 1);
+	struct json_object *record = json_object_new_object();
+	struct iovec parts[2] = {
+		{ "\"invariant\":\"monetary\",\"rule\":\"r\"", 33 },
+		{ ",\"transaction\":{\"outcome\":\"committed\"}", 38 },
+	};
+
+	json_object_object_add(record, "time", json_object_new_string("t/1"));
+	json_object_object_add(record, "id", json_object_new_int64(99));
+	json_object_object_add(record, "n", json_object_new_int64(-2));
+	assert_int_equal(feed_emit(feed, record), 1);
+	json_object_put(record);
+	record = json_object_new_object();
+	assert_int_equal(feed_emit(feed, record), 2);
+	json_object_put(record);
+	assert_int_equal(feed_emit_members(feed, parts, 2, "monetary", "r"), 3);
+	assert_int_equal(feed_emit_members(feed, parts, 0, "monetary", "r"), 4);
+	assert_line(feed, 1, "{\"id\":1,\"time\":\"t\\/1\",\"n\":-2}\n");
+	assert_line(feed, 2, "{\"id\":2}\n");
+	assert_line(feed, 3, "{\"id\":3,\"invariant\":\"monetary\",\"rule\":\"r\","
+		    "\"transaction\":{\"outcome\":\"committed\"}}\n");
+	assert_line(feed, 4, "{\"id\":4}\n");
 	feed_close(feed);
 }
 
@@ -256,6 +300,9 @@ int main(void)
 			feed_reader_next__replay_then_live__no_gap_no_duplicate,
 			setup, teardown),
 		cmocka_unit_test(feed_reader_next__no_journal__follows_ring),
+		cmocka_unit_test_setup_teardown(
+			feed_emit__any_form__id_first_then_members, setup,
+			teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

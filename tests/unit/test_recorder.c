@@ -73,7 +73,8 @@ static void add(struct recorder *rec, uint32_t pid, const char *sql)
 static int violate(struct recorder *rec, uint32_t pid)
 {
 	struct json_object *obj = statement("UPDATE accounts SET balance = 7");
-	int err = recorder_violation(rec, pid, 1, obj);
+	int err = recorder_violation(rec, pid, 1,
+				     json_object_to_json_string(obj));
 
 	json_object_put(obj);
 	return err;
