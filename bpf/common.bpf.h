@@ -230,6 +230,8 @@ static __always_inline void pgv_stack_unwind(struct pgv_backend *backend,
 	__u32 kept = backend->kept;
 	int i;
 
+	if (!kept)
+		return;	/* outside any function: most statements */
 	for (i = PGV_STACK_MAX - 1; i >= 0; i--) {
 		if ((__u32)i >= kept)
 			continue;
@@ -265,6 +267,10 @@ static __always_inline void pgv_fill_header(struct pgv_header *hdr, __u16 type,
 	if (backend->depth > kept)
 		hdr->flags |= PGV_F_STACK_TRUNCATED;
 	hdr->trigger_mask = 0;
+	if (!kept) {
+		__builtin_memset(hdr->stack, 0, sizeof(hdr->stack));
+		return;
+	}
 	for (i = 0; i < PGV_STACK_MAX; i++) {
 		hdr->stack[i] = (__u32)i < kept ? backend->frames[i].fn_oid : 0;
 		if ((__u32)i < kept && backend->frames[i].trigger)

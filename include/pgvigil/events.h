@@ -125,7 +125,7 @@ struct pgv_target_event {
 struct pgv_xact_event {
 	struct pgv_header hdr;
 	__u32 kind;		/* enum pgv_xact_kind */
-	__u32 local_xid;	/* the virtual transaction's local id */
+	__u32 pad;
 };
 
 struct pgv_session_event {
