@@ -349,6 +349,11 @@ static __always_inline struct pgv_windows *pgv_windows(void)
 		!bpf_probe_read_user(window, __size, src);		\
 	})
 
+/* Bound 'var' by the constant 'limit' in the register the verifier sees. */
+#define pgv_clamp(var, limit)						\
+	asm volatile("if %[n] <= %[cap] goto +1; %[n] = %[cap]"		\
+		     : [n] "+r"(var) : [cap] "i"(limit))
+
 /*
  * A field of a struct copied into a window. The offsets come from the
  * layout, checked against the windows in user space (pglayout_check); the

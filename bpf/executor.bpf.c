@@ -193,7 +193,9 @@ int BPF_KPROBE(executor_start, const void *query_desc)
 	const char *source;
 	bool have_qd, have_ps = false;
 	__u32 captured, operation;
+	__u64 kept;
 	__u8 cte = 0;
+	char *text;
 
 	if (pgv_foreign())
 		return 0;
@@ -232,11 +234,15 @@ int BPF_KPROBE(executor_start, const void *query_desc)
 	}
 	if (!have_qd)
 		record->hdr.flags |= PGV_F_READ_FAILED;
-	captured = pgv_read_text(record->text, source, have_ps ? w->ps : NULL,
-				 layout, &record->text_len, &record->hdr.flags);
+	/* packed: the text right after the relations kept */
+	kept = record->n_result_rels;
+	pgv_clamp(kept, PGV_RESULT_RELS_MAX);
+	text = (char *)&record->rels[kept];
+	captured = pgv_read_text(text, source, have_ps ? w->ps : NULL, layout,
+				 &record->text_len, &record->hdr.flags);
 	record->text_captured = captured;
 	if (captured >= PGV_TEXT_MAX)
 		captured = PGV_TEXT_MAX - 1;
-	pgv_send(record, PGV_EXEC_FIXED + captured + 1);
+	pgv_send(record, PGV_EXEC_PACKED(kept, captured));
 	return 0;
 }

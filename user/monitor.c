@@ -101,6 +101,7 @@ struct monitor {
 	struct monitor_stats stats;
 	struct jsonw writer;		/* the record being built, reused */
 	struct mask_cache *masks;	/* statement shapes; NULL: none */
+	struct pgv_exec_event exec;	/* the exec record, unpacked */
 };
 
 static const char *const drop_causes[PGV_DROP_CAUSES] = {
@@ -1267,7 +1268,7 @@ static size_t minimum_size(__u16 type)
 {
 	switch (type) {
 	case PGV_EV_EXEC:
-		return PGV_EXEC_FIXED + 1;
+		return PGV_EXEC_PACKED(0, 0);
 	case PGV_EV_UTILITY:
 		return PGV_UTIL_FIXED + 1;
 	case PGV_EV_TARGET:
@@ -1289,6 +1290,33 @@ static size_t minimum_size(__u16 type)
 static bool text_fits(const char *text, uint32_t captured, size_t room)
 {
 	return captured < room && text[captured] == 0;
+}
+
+/*
+ * Unpack an exec record (see PGV_EXEC_PACKED) into 'out'. False when the
+ * record's counts do not match its size: more relations than kept, or a
+ * text that is not where and as long as it claims.
+ */
+static bool exec_unpack(struct pgv_exec_event *out, const void *data,
+			size_t size)
+{
+	const struct pgv_exec_event *packed = data;
+	size_t rels, room;
+	const char *text;
+
+	if (packed->n_result_rels > PGV_RESULT_RELS_MAX ||
+	    packed->text_captured >= PGV_TEXT_MAX)
+		return false;
+	rels = packed->n_result_rels * sizeof(struct pgv_result_rel);
+	if (size < PGV_EXEC_PACKED(packed->n_result_rels, 0))
+		return false;
+	text = (const char *)data + PGV_EXEC_RELS + rels;
+	room = size - PGV_EXEC_RELS - rels;
+	if (!text_fits(text, packed->text_captured, room))
+		return false;
+	memcpy(out, data, PGV_EXEC_RELS + rels);
+	memcpy(out->text, text, packed->text_captured + 1);
+	return true;
 }
 
 int monitor_handle(struct monitor *monitor, const void *data, size_t size)
@@ -1314,19 +1342,21 @@ int monitor_handle(struct monitor *monitor, const void *data, size_t size)
 		return 0;
 	refresh_after_ddl(monitor, backend);
 	switch (hdr->type) {
-	case PGV_EV_EXEC: {
-		const struct pgv_exec_event *e = data;
-
-		if (!text_fits(e->text, e->text_captured, size - PGV_EXEC_FIXED))
+	case PGV_EV_EXEC:
+		if (!exec_unpack(&monitor->exec, data, size)) {
+			monitor_report(monitor, "malformed_event", NULL);
 			break;
-		on_exec(monitor, backend, e);
+		}
+		on_exec(monitor, backend, &monitor->exec);
 		break;
-	}
 	case PGV_EV_UTILITY: {
 		const struct pgv_utility_event *e = data;
 
-		if (!text_fits(e->text, e->text_captured, size - PGV_UTIL_FIXED))
+		if (!text_fits(e->text, e->text_captured,
+			       size - PGV_UTIL_FIXED)) {
+			monitor_report(monitor, "malformed_event", NULL);
 			break;
+		}
 		on_utility(monitor, backend, e);
 		break;
 	}

@@ -161,6 +161,18 @@ struct pgv_wire_event {
 
 /* The text must be the last member: only its used part is sent. */
 #define PGV_EXEC_FIXED	 ((unsigned long)&((struct pgv_exec_event *)0)->text)
+
+/*
+ * An exec record travels packed: the members before rels[], then only the
+ * n_result_rels relations kept, then the text (text_captured bytes and a
+ * terminator). Most statements write one relation or none, and sending all
+ * the slots copied 1.2 KiB of zeros per statement through the ring buffer.
+ * struct pgv_exec_event is the unpacked form, which the probe builds in and
+ * user space works on.
+ */
+#define PGV_EXEC_RELS	 ((unsigned long)&((struct pgv_exec_event *)0)->rels)
+#define PGV_EXEC_PACKED(n, captured)					\
+	(PGV_EXEC_RELS + (n) * sizeof(struct pgv_result_rel) + (captured) + 1)
 #define PGV_UTIL_FIXED	 ((unsigned long)&((struct pgv_utility_event *)0)->text)
 #define PGV_WIRE_FIXED	 ((unsigned long)&((struct pgv_wire_event *)0)->data)
 

@@ -141,9 +141,10 @@ static int add_exec(struct stream *s, int backend, uint32_t operation,
 			e->rels[0].inserted_cols[0] = 0x1f << 8;
 	}
 	e->text_len = e->text_captured = len;
-	memcpy(e->text, text, len + 1);
+	/* packed, as the probe sends it: the text after the relations kept */
+	memcpy((char *)&e->rels[e->n_result_rels], text, len + 1);
 	s->statements++;
-	return stream_add(s, e, PGV_EXEC_FIXED + len + 1);
+	return stream_add(s, e, PGV_EXEC_PACKED(e->n_result_rels, len));
 }
 
 /* pgbench's TPC-B transaction, as the probes report it */
