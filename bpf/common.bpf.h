@@ -35,9 +35,18 @@ struct pgv_backend {
 	__u32 session_sent;
 	__u32 wire_reads;	/* client reads seen, saturating */
 	__u32 sent_in_xact;	/* a record since the last transaction end */
-	__u32 pad;
+	__u32 known;		/* uid, cgroup_id and comm below are set */
 	__u64 wire_buf;		/* secure_read's buffer, entry to return */
 	__u64 wire_port;	/* and its Port */
+	/*
+	 * Taken at the backend's first record: a backend keeps its user, its
+	 * cgroup and its command name (PostgreSQL sets its process title in
+	 * argv, not in comm), and three helper calls a record are saved.
+	 */
+	__u32 uid;
+	__u32 pad;
+	__u64 cgroup_id;
+	char comm[PGV_COMM_LEN];
 	struct pgv_frame frames[PGV_STACK_MAX];
 };
 
@@ -256,12 +265,18 @@ static __always_inline void pgv_fill_header(struct pgv_header *hdr, __u16 type,
 	hdr->flags = 0;
 	hdr->pid = bpf_get_current_pid_tgid() >> 32;
 	hdr->ppid = task->real_parent->tgid;	/* a load, not a helper call */
-	hdr->uid = (__u32)bpf_get_current_uid_gid();
+	if (!backend->known) {
+		backend->uid = (__u32)bpf_get_current_uid_gid();
+		backend->cgroup_id = bpf_get_current_cgroup_id();
+		bpf_get_current_comm(backend->comm, sizeof(backend->comm));
+		backend->known = 1;
+	}
+	hdr->uid = backend->uid;
 	hdr->seq = ++backend->seq;
 	backend->sent_in_xact = 1;
 	hdr->time_ns = bpf_ktime_get_ns();
-	hdr->cgroup_id = bpf_get_current_cgroup_id();
-	bpf_get_current_comm(hdr->comm, sizeof(hdr->comm));
+	hdr->cgroup_id = backend->cgroup_id;
+	__builtin_memcpy(hdr->comm, backend->comm, sizeof(hdr->comm));
 	hdr->depth = backend->depth;
 	hdr->stack_len = kept < PGV_STACK_MAX ? kept : PGV_STACK_MAX;
 	if (backend->depth > kept)
