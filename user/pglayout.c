@@ -141,6 +141,17 @@ const char *pglayout_tag_name(const struct pglayout_version *version, int tag)
 	return NULL;
 }
 
+int pglayout_tag_number(const struct pglayout_version *version,
+		       const char *name)
+{
+	const struct pglayout_tag *t;
+
+	for (t = version->utility_tags; t->name; t++)
+		if (!strcmp(t->name, name))
+			return t->tag;
+	return -ENOENT;
+}
+
 bool pglayout_alter_is_harmless(const struct pglayout_version *version,
 				unsigned int subtype)
 {

@@ -43,6 +43,14 @@ const char *pglayout_tag_name(const struct pglayout_version *version,
 			      int tag);
 
 /*
+ * The node tag of the utility statement 'name' ("TransactionStmt"), or
+ * -ENOENT when this version has no such node. For resolving names once,
+ * ahead of the events that carry only the number.
+ */
+int pglayout_tag_number(const struct pglayout_version *version,
+			const char *name);
+
+/*
  * Does this ALTER TABLE subcommand leave an append-only table as strong as
  * it was (adding a constraint, enabling a trigger, ...)? Everything not
  * known to be harmless counts as weakening.

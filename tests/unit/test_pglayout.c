@@ -72,6 +72,23 @@ static void check__list_cells_or_column_words_beyond_window__refused(void **stat
 	assert_non_null(strstr(err, "Bitmapset.bms_words"));
 }
 
+static void tag_number__known_name__round_trips(void **state)
+{
+	const struct pglayout_version *version = pglayout_find(15);
+	int tag = pglayout_tag_number(version, "TransactionStmt");
+
+	(void)state;
+	assert_true(tag > 0);
+	assert_string_equal(pglayout_tag_name(version, tag), "TransactionStmt");
+}
+
+static void tag_number__unknown_name__enoent(void **state)
+{
+	(void)state;
+	assert_int_equal(pglayout_tag_number(pglayout_find(15), "NoSuchStmt"),
+			 -ENOENT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -79,6 +96,8 @@ int main(void)
 		cmocka_unit_test(check__field_beyond_struct_size__names_it),
 		cmocka_unit_test(check__field_beyond_window__names_it),
 		cmocka_unit_test(check__list_cells_or_column_words_beyond_window__refused),
+		cmocka_unit_test(tag_number__known_name__round_trips),
+		cmocka_unit_test(tag_number__unknown_name__enoent),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
