@@ -13,9 +13,16 @@
  * found clean), "violations" binds pgbench's three (three records a TPC-B
  * transaction). Rounds interleave the paths; figures are medians of the
  * rounds, per CPU second of this single thread (records per second per
- * core). Usage: pgv-microbench [ROUNDS [TRANSACTIONS]]
+ * core). Every run starts a monitor of its own on a stream numbered from
+ * 1, and must emit exactly the violations its path expects and no monitor
+ * record: anything else means the benchmark measured the wrong thing, and
+ * it fails. With -k DIR, the journal of each path's last run is kept in
+ * DIR as WORKLOAD-PATH.jsonl, to compare the output of two builds.
+ *
+ * Usage: pgv-microbench [-k DIR] [ROUNDS [TRANSACTIONS]]
  */
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +41,9 @@
 #define CMD_SELECT	1
 #define CMD_UPDATE	2
 #define CMD_INSERT	3
-#define TRANSACTION_STMT 0	/* node tag: only "not DDL" matters here */
+
+/* BEGIN and END: not DDL, so the monitor does not re-read the catalog */
+static int transaction_stmt;
 
 struct record {
 	void *data;
@@ -45,7 +54,6 @@ struct stream {
 	struct record *records;
 	size_t n, cap;
 	size_t statements;
-	uint64_t seq[BACKENDS];
 };
 
 static int stream_add(struct stream *s, void *data, size_t size)
@@ -110,7 +118,7 @@ static int add_utility(struct stream *s, int backend, const char *text)
 	if (!e)
 		return -ENOMEM;
 	header(&e->hdr, PGV_EV_UTILITY, backend);
-	e->node_tag = TRANSACTION_STMT;
+	e->node_tag = transaction_stmt;
 	e->text_len = e->text_captured = len;
 	memcpy(e->text, text, len + 1);
 	s->statements++;
@@ -188,6 +196,23 @@ static int add_select(struct stream *s, int b, unsigned int i)
 	return ret ?: add_xact(s, b, PGV_XACT_COMMIT);
 }
 
+/*
+ * Per-backend sequence numbers from 1, with no gap, as a new monitor
+ * expects of backends it has not seen: every run replays the same stream
+ * into a new monitor.
+ */
+static void stream_number(struct stream *s)
+{
+	uint64_t seq[BACKENDS] = { 0 };
+	size_t i;
+
+	for (i = 0; i < s->n; i++) {
+		struct pgv_header *hdr = s->records[i].data;
+
+		hdr->seq = ++seq[hdr->pid - 5000];
+	}
+}
+
 static int stream_build(struct stream *s, bool tpcb, unsigned int n)
 {
 	unsigned int i;
@@ -198,19 +223,9 @@ static int stream_build(struct stream *s, bool tpcb, unsigned int n)
 	for (i = 0; i < n && !ret; i++)
 		ret = tpcb ? add_tpcb(s, i % BACKENDS, i)
 			   : add_select(s, i % BACKENDS, i);
+	if (!ret)
+		stream_number(s);
 	return ret;
-}
-
-/* Per-backend sequence numbers continue from pass to pass, with no gap. */
-static void stream_renumber(struct stream *s)
-{
-	size_t i;
-
-	for (i = 0; i < s->n; i++) {
-		struct pgv_header *hdr = s->records[i].data;
-
-		hdr->seq = ++s->seq[hdr->pid - 5000];
-	}
 }
 
 static double cpu_seconds(void)
@@ -225,6 +240,38 @@ struct result {
 	double records_per_s, statements_per_s, us_per_statement;
 	uint64_t violations;
 };
+
+/*
+ * Did the run write exactly 'expected' records, none of them the
+ * monitor's own (a sequence gap, a statement not classified)? Says what
+ * was wrong on stderr when not.
+ */
+static bool journal_as_expected(const char *journal, uint64_t expected)
+{
+	uint64_t lines = 0, monitor = 0;
+	FILE *file = fopen(journal, "r");
+	char *line = NULL;
+	size_t cap = 0;
+
+	if (!file) {
+		fprintf(stderr, "pgv-microbench: cannot read '%s': %s\n",
+			journal, strerror(errno));
+		return false;
+	}
+	while (getline(&line, &cap, file) > 0) {
+		lines++;
+		if (strstr(line, "\"invariant\":\"monitor\"") && !monitor++)
+			fprintf(stderr, "pgv-microbench: unexpected monitor "
+				"record: %s", line);
+	}
+	free(line);
+	fclose(file);
+	if (lines != expected)
+		fprintf(stderr, "pgv-microbench: %llu records in the journal, "
+			"%llu expected\n", (unsigned long long)lines,
+			(unsigned long long)expected);
+	return lines == expected && !monitor;
+}
 
 static void replay(struct stream *s, struct monitor *monitor,
 		   struct feed *feed)
@@ -243,8 +290,13 @@ static void replay(struct stream *s, struct monitor *monitor,
 	feed_batch_end(feed);
 }
 
+/*
+ * One run of a path on a new monitor and journal. 0, -EPROTO when its
+ * output was not what the path expects ('expected' violation records and
+ * no other), or a negative errno from the setup.
+ */
 static int run_once(struct stream *s, struct catalog *catalog, bool bind,
-		    const char *journal, struct result *out)
+		    uint64_t expected, const char *journal, struct result *out)
 {
 	struct monitor_options options = { 0 };
 	struct monitor_stats stats;
@@ -267,14 +319,16 @@ static int run_once(struct stream *s, struct catalog *catalog, bool bind,
 		feed_close(options.feed);
 		return ret;
 	}
-	stream_renumber(s);
 	start = cpu_seconds();
 	replay(s, monitor, options.feed);
 	cpu = cpu_seconds() - start;
 	monitor_stats(monitor, &stats);
 	monitor_free(monitor);
 	feed_close(options.feed);
-	unlink(journal);
+	/* the journal's account first: it names the stray record */
+	if (!journal_as_expected(journal, expected) ||
+	    stats.violations != expected)
+		return -EPROTO;
 	out->records_per_s = s->n / cpu;
 	out->statements_per_s = s->statements / cpu;
 	out->us_per_statement = cpu * 1e6 / s->statements;
@@ -301,6 +355,7 @@ struct path {
 	const char *workload, *name;
 	struct stream *stream;
 	bool bind;
+	unsigned int violations_per_xact;
 	double records[MAX_ROUNDS], statements[MAX_ROUNDS], us[MAX_ROUNDS];
 	uint64_t violations;
 };
@@ -312,25 +367,65 @@ static void print_path(struct path *p, int rounds, size_t transactions)
 	       median(p->us, rounds), (double)p->violations / transactions);
 }
 
+/* The journal of the last run of 'p', moved to 'keep_dir'. */
+static int keep_journal(const char *journal, const char *keep_dir,
+			const struct path *p)
+{
+	char kept[4096];
+
+	snprintf(kept, sizeof(kept), "%s/%s-%s.jsonl", keep_dir, p->workload,
+		 p->name);
+	if (rename(journal, kept)) {
+		fprintf(stderr, "pgv-microbench: cannot keep the journal as "
+			"'%s': %s\n", kept, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: pgv-microbench [-k DIR] [ROUNDS [TRANSACTIONS]]\n");
+}
+
 int main(int argc, char **argv)
 {
-	int rounds = argc > 1 ? atoi(argv[1]) : 5, r, k;
-	unsigned int transactions = argc > 2 ? atoi(argv[2]) : 20000;
+	int rounds = 5, r, k, opt, ret;
+	unsigned int transactions = 20000;
 	struct stream tpcb = { 0 }, select = { 0 };
 	struct path paths[] = {
-		{ "tpcb", "capture", &tpcb, false },
-		{ "tpcb", "violations", &tpcb, true },
-		{ "select-only", "capture", &select, false },
+		{ "tpcb", "capture", &tpcb, false, 0 },
+		{ "tpcb", "violations", &tpcb, true, 3 },
+		{ "select-only", "capture", &select, false, 0 },
 	};
 	char dir[] = "/tmp/pgv-microbench.XXXXXX", journal[64];
+	const char *keep_dir = NULL;
 	struct catalog *catalog;
 	struct result res;
 
-	if (rounds < 1 || rounds > MAX_ROUNDS || !transactions) {
-		fprintf(stderr, "usage: pgv-microbench [ROUNDS [TRANSACTIONS]]\n");
+	while ((opt = getopt(argc, argv, "k:")) != -1) {
+		if (opt != 'k') {
+			usage();
+			return 2;
+		}
+		keep_dir = optarg;
+	}
+	if (optind < argc)
+		rounds = atoi(argv[optind]);
+	if (optind + 1 < argc)
+		transactions = atoi(argv[optind + 1]);
+	if (rounds < 1 || rounds > MAX_ROUNDS || !transactions ||
+	    optind + 2 < argc) {
+		usage();
 		return 2;
 	}
 	log_setup(LOG_WARN, LOG_FORMAT_TEXT);
+	transaction_stmt = pglayout_tag_number(pglayout_find(15),
+					       "TransactionStmt");
+	if (transaction_stmt < 0) {
+		fprintf(stderr, "pgv-microbench: no TransactionStmt tag\n");
+		return 2;
+	}
 	if (!mkdtemp(dir)) {
 		perror("pgv-microbench: mkdtemp");
 		return 2;
@@ -344,11 +439,19 @@ int main(int argc, char **argv)
 	}
 	for (r = 0; r < rounds; r++) {
 		for (k = 0; k < 3; k++) {
-			if (run_once(paths[k].stream, catalog, paths[k].bind,
-				     journal, &res)) {
-				fprintf(stderr, "pgv-microbench: setup failed\n");
+			ret = run_once(paths[k].stream, catalog, paths[k].bind,
+				       (uint64_t)paths[k].violations_per_xact *
+				       transactions, journal, &res);
+			if (!ret && keep_dir && r == rounds - 1)
+				ret = keep_journal(journal, keep_dir, &paths[k]);
+			unlink(journal);
+			if (ret) {
+				fprintf(stderr, "pgv-microbench: %s %s: %s\n",
+					paths[k].workload, paths[k].name,
+					ret == -EPROTO ? "wrong output"
+						       : strerror(-ret));
 				rmdir(dir);
-				return 2;
+				return ret == -EPROTO ? 1 : 2;
 			}
 			paths[k].records[r] = res.records_per_s;
 			paths[k].statements[r] = res.statements_per_s;
