@@ -29,15 +29,29 @@ static bool reserve(struct jsonw *w, size_t extra)
 	return true;
 }
 
-static void put(struct jsonw *w, const char *bytes, size_t len)
+/* Where the next bytes go, once reserve() made room for them. */
+static char *tail(struct jsonw *w)
 {
-	if (!reserve(w, len))
-		return;
-	memcpy(w->buf + w->len, bytes, len);
-	w->len += len;
-	w->buf[w->len] = 0;
+	return w->buf + w->len;
 }
 
+/* Bytes written up to 'end', terminated. */
+static void commit(struct jsonw *w, char *end)
+{
+	*end = 0;
+	w->len = (size_t)(end - w->buf);
+}
+
+/* Before a value or a key: the comma that separates it from the last. */
+static char *put_separator(struct jsonw *w, char *out)
+{
+	if (w->comma)
+		*out++ = ',';
+	w->comma = true;
+	return out;
+}
+
+/* One byte of structure ('{', ']', ...), with no separator. */
 static void put_char(struct jsonw *w, char c)
 {
 	if (!reserve(w, 1))
@@ -46,12 +60,16 @@ static void put_char(struct jsonw *w, char c)
 	w->buf[w->len] = 0;
 }
 
-/* Before a value or a key: the comma that separates it from the last. */
-static void separate(struct jsonw *w)
+/* A value written as is ('true', digits, ...), after its separator. */
+static void put_value(struct jsonw *w, const char *bytes, size_t len)
 {
-	if (w->comma)
-		put_char(w, ',');
-	w->comma = true;
+	char *out;
+
+	if (!reserve(w, len + 1))
+		return;
+	out = put_separator(w, tail(w));
+	memcpy(out, bytes, len);
+	commit(w, out + len);
 }
 
 void jsonw_reset(struct jsonw *w)
@@ -76,8 +94,7 @@ bool jsonw_failed(const struct jsonw *w)
 
 void jsonw_object_begin(struct jsonw *w)
 {
-	separate(w);
-	put_char(w, '{');
+	put_value(w, "{", 1);
 	w->comma = false;
 }
 
@@ -89,8 +106,7 @@ void jsonw_object_end(struct jsonw *w)
 
 void jsonw_array_begin(struct jsonw *w)
 {
-	separate(w);
-	put_char(w, '[');
+	put_value(w, "[", 1);
 	w->comma = false;
 }
 
@@ -115,26 +131,65 @@ static bool needs_escape(unsigned char c)
 	return c < 0x20 || short_escape[c];
 }
 
+#define ONES	0x0101010101010101ULL
+#define HIGHS	0x8080808080808080ULL
+
 /*
- * Quoted and escaped. Room for the worst case (every byte a \u escape) is
- * taken first, so the loop writes without checking.
+ * Does any byte of 'word' need an escape? Bit tricks on 8 bytes at once:
+ * (x - 0x01..) & ~x & 0x80.. is non-zero exactly when some byte of x is
+ * zero (a borrow only runs upwards from a zero byte), and with x - 0x20..
+ * when some byte is below 0x20; bytes from 0x80 up never match, as ~x
+ * clears their high bit.
  */
-static void put_quoted(struct jsonw *w, const char *s, size_t len)
+static bool word_needs_escape(uint64_t word)
+{
+	uint64_t quote = word ^ (ONES * '"');
+	uint64_t backslash = word ^ (ONES * '\\');
+	uint64_t solidus = word ^ (ONES * '/');
+	uint64_t hits = ((word - ONES * 0x20) & ~word) |
+			((quote - ONES) & ~quote) |
+			((backslash - ONES) & ~backslash) |
+			((solidus - ONES) & ~solidus);
+
+	return hits & HIGHS;
+}
+
+/* How many bytes from the start of 's' go out as they are. */
+static size_t plain_run(const char *s, size_t len)
+{
+	uint64_t word;
+	size_t i = 0;
+
+	for (; i + 8 <= len; i += 8) {
+		memcpy(&word, s + i, 8);
+		if (word_needs_escape(word))
+			break;
+	}
+	while (i < len && !needs_escape((unsigned char)s[i]))
+		i++;
+	return i;
+}
+
+/*
+ * 's' quoted and escaped, at 'out' (room for the worst case, every byte a
+ * \u escape, taken by the caller); returns the end. Runs of bytes that
+ * need no escape are copied whole.
+ */
+static char *put_quoted(char *out, const char *s, size_t len)
 {
 	static const char hex[] = "0123456789abcdef";
 	unsigned char c;
-	char *out;
-	size_t i;
+	size_t run;
 
-	if (!reserve(w, 6 * len + 2))
-		return;
-	out = w->buf + w->len;
 	*out++ = '"';
-	for (i = 0; i < len; i++) {
-		c = (unsigned char)s[i];
-		if (!needs_escape(c)) {
-			*out++ = (char)c;
-		} else if (short_escape[c]) {
+	while (len) {
+		run = plain_run(s, len);
+		memcpy(out, s, run);
+		out += run;
+		if (run == len)
+			break;
+		c = (unsigned char)s[run];
+		if (short_escape[c]) {
 			*out++ = '\\';
 			*out++ = short_escape[c];
 		} else {
@@ -143,24 +198,32 @@ static void put_quoted(struct jsonw *w, const char *s, size_t len)
 			out[5] = hex[c & 15];
 			out += 6;
 		}
+		s += run + 1;
+		len -= run + 1;
 	}
 	*out++ = '"';
-	*out = 0;
-	w->len = (size_t)(out - w->buf);
+	return out;
 }
 
 void jsonw_key(struct jsonw *w, const char *key)
 {
-	separate(w);
-	put_quoted(w, key, strlen(key));
-	put_char(w, ':');
+	size_t len = strlen(key);
+	char *out;
+
+	/* comma, quotes and colon around the worst case */
+	if (!reserve(w, 6 * len + 4))
+		return;
+	out = put_quoted(put_separator(w, tail(w)), key, len);
+	*out++ = ':';
+	commit(w, out);
 	w->comma = false;
 }
 
 void jsonw_string_len(struct jsonw *w, const char *s, size_t len)
 {
-	separate(w);
-	put_quoted(w, s, len);
+	if (!reserve(w, 6 * len + 3))
+		return;
+	commit(w, put_quoted(put_separator(w, tail(w)), s, len));
 }
 
 void jsonw_string(struct jsonw *w, const char *s)
@@ -179,27 +242,23 @@ void jsonw_int(struct jsonw *w, int64_t value)
 	} while (magnitude);
 	if (value < 0)
 		*--p = '-';
-	separate(w);
-	put(w, p, (size_t)(digits + sizeof(digits) - p));
+	put_value(w, p, (size_t)(digits + sizeof(digits) - p));
 }
 
 void jsonw_bool(struct jsonw *w, bool value)
 {
-	separate(w);
 	if (value)
-		put(w, "true", 4);
+		put_value(w, "true", 4);
 	else
-		put(w, "false", 5);
+		put_value(w, "false", 5);
 }
 
 void jsonw_null(struct jsonw *w)
 {
-	separate(w);
-	put(w, "null", 4);
+	put_value(w, "null", 4);
 }
 
 void jsonw_raw(struct jsonw *w, const char *json, size_t len)
 {
-	separate(w);
-	put(w, json, len);
+	put_value(w, json, len);
 }

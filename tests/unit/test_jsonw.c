@@ -47,6 +47,36 @@ static void jsonw_string__every_byte__escaped_as_json_c(void **state)
 	jsonw_free(&w);
 }
 
+/*
+ * Plain runs are scanned eight bytes at a time: every byte, at every
+ * place in the words and the tail of a longer string, must still be seen.
+ */
+static void jsonw_string__every_byte_at_every_position__escaped_as_json_c(
+	void **state)
+{
+	struct jsonw w = { 0 };
+	char s[21];
+	int c, at;
+
+	(void)state;
+	for (c = 0; c < 256; c++) {
+		for (at = 0; at < (int)sizeof(s); at++) {
+			struct json_object *array = json_object_new_array();
+
+			memset(s, 'q', sizeof(s));
+			s[at] = (char)c;
+			jsonw_reset(&w);
+			jsonw_array_begin(&w);
+			jsonw_string_len(&w, s, sizeof(s));
+			jsonw_array_end(&w);
+			json_object_array_add(array,
+				json_object_new_string_len(s, sizeof(s)));
+			assert_same(&w, array);
+		}
+	}
+	jsonw_free(&w);
+}
+
 static void jsonw_string__random_bytes__escaped_as_json_c(void **state)
 {
 	struct jsonw w = { 0 };
@@ -154,6 +184,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(jsonw_string__every_byte__escaped_as_json_c),
+		cmocka_unit_test(jsonw_string__every_byte_at_every_position__escaped_as_json_c),
 		cmocka_unit_test(jsonw_string__random_bytes__escaped_as_json_c),
 		cmocka_unit_test(jsonw__nested_record__matches_json_c),
 		cmocka_unit_test(jsonw_reset__after_use__starts_empty),
