@@ -32,6 +32,7 @@
 #define REFUSED_MAX 64
 #define DEFERRED_MAX 32
 
+
 /* long enough for a committing backend to finish making it visible */
 #define DDL_SETTLE_NS (200 * 1000000ULL)
 
@@ -102,6 +103,10 @@ struct monitor {
 	struct jsonw writer;		/* the record being built, reused */
 	struct mask_cache *masks;	/* statement shapes; NULL: none */
 	struct pgv_exec_event exec;	/* the exec record, unpacked */
+	/* the date and time of day of the last record's second */
+	int64_t stamp_second;
+	char stamp_prefix[32];		/* "" until the first record */
+	size_t stamp_prefix_len;
 };
 
 static const char *const drop_causes[PGV_DROP_CAUSES] = {
@@ -170,17 +175,43 @@ static bool watched(struct monitor *monitor, uint32_t ppid)
 	return false;
 }
 
-static void format_time(const struct monitor *monitor, uint64_t mono_ns,
-			char *buf, size_t len)
+/*
+ * A record's time in UTC with microseconds, into 'buf' of STAMP_MAX. Records
+ * come in bursts within one second: its date and time of day are formatted
+ * once, and each record adds its fraction.
+ */
+#define STAMP_MAX 40
+
+static void format_time(struct monitor *monitor, uint64_t mono_ns, char *buf)
 {
 	int64_t ns = (int64_t)mono_ns + monitor->realtime_offset_ns;
 	time_t secs = ns / 1000000000;
+	uint32_t micros = (uint32_t)(ns % 1000000000 / 1000);
+	char *p;
 	struct tm tm;
-	size_t n;
+	int i;
 
-	gmtime_r(&secs, &tm);
-	n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf + n, len - n, ".%06ldZ", (long)(ns % 1000000000) / 1000);
+	if (ns < 0) {
+		/* before 1970: no clock of this century; the plain way */
+		gmtime_r(&secs, &tm);
+		p = buf + strftime(buf, STAMP_MAX, "%Y-%m-%dT%H:%M:%S", &tm);
+		snprintf(p, STAMP_MAX - (p - buf), ".%06ldZ",
+			 (long)(ns % 1000000000) / 1000);
+		return;
+	}
+	if (secs != monitor->stamp_second || !monitor->stamp_prefix_len) {
+		gmtime_r(&secs, &tm);
+		monitor->stamp_prefix_len = strftime(monitor->stamp_prefix,
+					sizeof(monitor->stamp_prefix),
+					"%Y-%m-%dT%H:%M:%S", &tm);
+		monitor->stamp_second = secs;
+	}
+	memcpy(buf, monitor->stamp_prefix, monitor->stamp_prefix_len);
+	p = buf + monitor->stamp_prefix_len;
+	*p = '.';
+	for (i = 6; i > 0; i--, micros /= 10)
+		p[i] = (char)('0' + micros % 10);
+	memcpy(p + 7, "Z", 2);
 }
 
 /* Number and send a record whose members are in 'parts'. */
@@ -218,10 +249,10 @@ static struct jsonw *record_begin(struct monitor *monitor, uint64_t mono_ns,
 				  const char *invariant, const char *rule)
 {
 	struct jsonw *w = &monitor->writer;
-	char stamp[40];
+	char stamp[STAMP_MAX];
 
 	jsonw_reset(w);
-	format_time(monitor, mono_ns, stamp, sizeof(stamp));
+	format_time(monitor, mono_ns, stamp);
 	jsonw_key(w, "time");
 	jsonw_string(w, stamp);
 	jsonw_key(w, "invariant");
@@ -282,20 +313,41 @@ static void write_session(struct jsonw *w, const struct backend *backend,
 			  bool with_startup);
 static struct json_object *session_json(const struct backend *backend);
 
-/* Emit every held record of 'backend' with 'outcome'. */
+/* The member that ends a held record: its transaction's outcome. */
+static struct iovec outcome_member(const char *outcome)
+{
+#define OUTCOME(name) ",\"transaction\":{\"outcome\":\"" name "\"}"
+	static const char committed[] = OUTCOME("committed");
+	static const char rolled_back[] = OUTCOME("rolled_back");
+	static const char in_progress[] = OUTCOME("in_progress");
+#undef OUTCOME
+	struct iovec member = { (void *)in_progress, sizeof(in_progress) - 1 };
+
+	if (!strcmp(outcome, "committed")) {
+		member.iov_base = (void *)committed;
+		member.iov_len = sizeof(committed) - 1;
+	} else if (!strcmp(outcome, "rolled_back")) {
+		member.iov_base = (void *)rolled_back;
+		member.iov_len = sizeof(rolled_back) - 1;
+	}
+	return member;
+}
+
+/*
+ * Emit every held record of 'backend' with 'outcome': "committed",
+ * "rolled_back" or "in_progress".
+ */
 static void release(struct monitor *monitor, struct backend *backend,
 		    const char *outcome)
 {
-	char tail[64];
-	struct iovec parts[2] = { { 0 }, { tail, 0 } };
-	bool in_progress = !strcmp(outcome, "in_progress");
+	struct iovec parts[2];
+	bool in_progress;
 	size_t i;
 
 	if (!backend->n_held)
 		return;
-	parts[1].iov_len = snprintf(tail, sizeof(tail),
-				    ",\"transaction\":{\"outcome\":\"%s\"}",
-				    outcome);
+	parts[1] = outcome_member(outcome);
+	in_progress = !strcmp(outcome, "in_progress");
 	for (i = 0; i < backend->n_held; i++) {
 		struct held_record *record = &backend->held[i];
 		int64_t id;
@@ -946,13 +998,13 @@ static void record_statement(struct monitor *monitor, struct backend *backend,
 			     const struct wire_command *client)
 {
 	struct json_object *record, *rels;
-	char stamp[40];
+	char stamp[STAMP_MAX];
 	int i;
 
 	if (!monitor->options.recorder)
 		return;
 	record = json_object_new_object();
-	format_time(monitor, hdr->time_ns, stamp, sizeof(stamp));
+	format_time(monitor, hdr->time_ns, stamp);
 	json_object_object_add(record, "time", json_object_new_string(stamp));
 	json_object_object_add(record, "backend_seq",
 			       json_object_new_int64(hdr->seq));
