@@ -32,6 +32,16 @@
 #define REFUSED_MAX 64
 #define DEFERRED_MAX 32
 
+/* Utility statements that cannot change the catalog, by node name. */
+static const char *const catalog_neutral_names[] = {
+	"TransactionStmt", "VariableSetStmt", "VariableShowStmt",
+	"ExplainStmt", "CallStmt", "DoStmt", "CopyStmt", "DeallocateStmt",
+	"PrepareStmt", "ExecuteStmt", "FetchStmt", "ClosePortalStmt",
+	"DeclareCursorStmt",
+};
+
+#define CATALOG_NEUTRAL_MAX \
+	(sizeof(catalog_neutral_names) / sizeof(catalog_neutral_names[0]))
 
 /* long enough for a committing backend to finish making it visible */
 #define DDL_SETTLE_NS (200 * 1000000ULL)
@@ -107,6 +117,9 @@ struct monitor {
 	int64_t stamp_second;
 	char stamp_prefix[32];		/* "" until the first record */
 	size_t stamp_prefix_len;
+	/* catalog_neutral_names as the server version numbers them */
+	uint32_t neutral_tags[CATALOG_NEUTRAL_MAX];
+	size_t n_neutral_tags;
 };
 
 static const char *const drop_causes[PGV_DROP_CAUSES] = {
@@ -126,6 +139,34 @@ static int64_t clock_ns(clockid_t clock)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/*
+ * Node tags are numbered per server version: the names are resolved once,
+ * so that each utility statement costs a few integer compares. A name the
+ * version lacks is left out (no statement can carry it).
+ */
+static void resolve_neutral_tags(struct monitor *monitor)
+{
+	size_t i;
+	int tag;
+
+	for (i = 0; monitor->options.version && i < CATALOG_NEUTRAL_MAX; i++) {
+		tag = pglayout_tag_number(monitor->options.version,
+					  catalog_neutral_names[i]);
+		if (tag >= 0)
+			monitor->neutral_tags[monitor->n_neutral_tags++] = tag;
+	}
+}
+
+static bool catalog_neutral(const struct monitor *monitor, uint32_t tag)
+{
+	size_t i;
+
+	for (i = 0; i < monitor->n_neutral_tags; i++)
+		if (monitor->neutral_tags[i] == tag)
+			return true;
+	return false;
+}
+
 int monitor_new(const struct monitor_options *options, struct monitor **out)
 {
 	struct monitor *monitor = calloc(1, sizeof(*monitor));
@@ -133,6 +174,7 @@ int monitor_new(const struct monitor_options *options, struct monitor **out)
 	if (!monitor)
 		return -ENOMEM;
 	monitor->options = *options;
+	resolve_neutral_tags(monitor);
 	/* without it masking is slower, not wrong */
 	monitor->masks = mask_cache_new();
 	monitor->realtime_offset_ns = clock_ns(CLOCK_REALTIME) -
@@ -1144,9 +1186,6 @@ static void on_exec(struct monitor *monitor, struct backend *backend,
 static void on_utility(struct monitor *monitor, struct backend *backend,
 		       const struct pgv_utility_event *event)
 {
-	const char *tag = pglayout_tag_name(monitor->options.version,
-					    event->node_tag);
-
 	monitor->stats.statements[6]++;
 	record_statement(monitor, backend, &event->hdr, event->text, NULL,
 			 backend->wire ? wire_match(backend->wire, event->text)
@@ -1155,18 +1194,8 @@ static void on_utility(struct monitor *monitor, struct backend *backend,
 	backend->utility_text = strndup(event->text, event->text_captured);
 	backend->utility_len = event->text_len;
 	backend->utility_truncated = event->hdr.flags & PGV_F_TEXT_TRUNCATED;
-	/* statements that cannot change the catalog */
-	if (tag && (!strcmp(tag, "TransactionStmt") ||
-		    !strcmp(tag, "VariableSetStmt") ||
-		    !strcmp(tag, "VariableShowStmt") ||
-		    !strcmp(tag, "ExplainStmt") ||
-		    !strcmp(tag, "CallStmt") || !strcmp(tag, "DoStmt") ||
-		    !strcmp(tag, "CopyStmt") || !strcmp(tag, "DeallocateStmt") ||
-		    !strcmp(tag, "PrepareStmt") || !strcmp(tag, "ExecuteStmt") ||
-		    !strcmp(tag, "FetchStmt") || !strcmp(tag, "ClosePortalStmt") ||
-		    !strcmp(tag, "DeclareCursorStmt")))
-		return;
-	backend->ddl = true;
+	if (!catalog_neutral(monitor, event->node_tag))
+		backend->ddl = true;
 }
 
 static void on_target(struct monitor *monitor, struct backend *backend,
