@@ -3,7 +3,6 @@
  * guarantee, the rotation scheme and the threads.
  */
 #include <errno.h>
-#include <inttypes.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
@@ -375,6 +374,24 @@ static void ring_push(struct feed *feed, int64_t id, char *text, size_t len)
 	feed->ring_count++;
 }
 
+/* 'value' in decimal at 'out' (room for 20 bytes); returns its length. */
+static size_t put_decimal(char *out, int64_t value)
+{
+	uint64_t magnitude = value < 0 ? -(uint64_t)value : (uint64_t)value;
+	char digits[20], *p = digits + sizeof(digits);
+	size_t len;
+
+	do {
+		*--p = (char)('0' + magnitude % 10);
+		magnitude /= 10;
+	} while (magnitude);
+	if (value < 0)
+		*--p = '-';
+	len = (size_t)(digits + sizeof(digits) - p);
+	memcpy(out, p, len);
+	return len;
+}
+
 /*
  * The line {"id":N,<members>}\n in one allocation: the members were
  * serialised once by the caller and are copied once, behind the id.
@@ -384,15 +401,17 @@ static char *numbered_line(int64_t id, const struct iovec *members, int n,
 {
 	size_t total = 0, at;
 	char *line;
-	int i, head;
+	int i;
 
 	for (i = 0; i < n; i++)
 		total += members[i].iov_len;
 	line = malloc(total + 32);
 	if (!line)
 		return NULL;
-	head = sprintf(line, "{\"id\":%" PRId64 "%s", id, total ? "," : "");
-	at = (size_t)head;
+	memcpy(line, "{\"id\":", 6);
+	at = 6 + put_decimal(line + 6, id);
+	if (total)
+		line[at++] = ',';
 	for (i = 0; i < n; i++) {
 		memcpy(line + at, members[i].iov_base, members[i].iov_len);
 		at += members[i].iov_len;

@@ -424,6 +424,22 @@ static const struct shape *shape_find(const struct mask_cache *cache)
 	return shape;
 }
 
+/* "$n" at 'out' (room for 6 bytes); returns its length. */
+static size_t put_param(char *out, uint16_t param)
+{
+	char digits[5], *p = digits + sizeof(digits);
+	size_t len;
+
+	do {
+		*--p = (char)('0' + param % 10);
+		param /= 10;
+	} while (param);
+	len = (size_t)(digits + sizeof(digits) - p);
+	out[0] = '$';
+	memcpy(out + 1, p, len);
+	return len + 1;
+}
+
 /* 'sql' with its literal spans replaced as the shape says. */
 static char *shape_render(const struct mask_cache *cache,
 			  const struct shape *shape, const char *sql)
@@ -438,7 +454,7 @@ static char *shape_render(const struct mask_cache *cache,
 		seg = cache->spans[i].start - pos - shape->literals[i].folded;
 		memcpy(p, sql + pos, seg);
 		p += seg;
-		p += sprintf(p, "$%u", shape->literals[i].param);
+		p += put_param(p, shape->literals[i].param);
 		pos = cache->spans[i].end;
 	}
 	memcpy(p, sql + pos, len - pos + 1);

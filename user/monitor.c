@@ -716,6 +716,7 @@ static bool valid_utf8(const unsigned char *s, size_t len)
 static const char *value_text(const struct wire_value *value, size_t *len,
 			      char **hex)
 {
+	static const char digits[] = "0123456789abcdef";
 	uint32_t i;
 
 	*hex = NULL;
@@ -729,8 +730,13 @@ static const char *value_text(const struct wire_value *value, size_t *len,
 	if (!*hex)
 		return NULL;
 	strcpy(*hex, "\\x");
-	for (i = 0; i < value->kept; i++)
-		sprintf(*hex + 2 + 2 * i, "%02x", (unsigned char)value->bytes[i]);
+	for (i = 0; i < value->kept; i++) {
+		unsigned char byte = (unsigned char)value->bytes[i];
+
+		(*hex)[2 + 2 * i] = digits[byte >> 4];
+		(*hex)[3 + 2 * i] = digits[byte & 15];
+	}
+	(*hex)[2 + 2 * (size_t)value->kept] = 0;
 	*len = 2 + 2 * (size_t)value->kept;
 	return *hex;
 }
