@@ -98,6 +98,13 @@ struct backend {
 	bool utility_truncated;
 	struct wire_conn *wire;		/* its client's messages */
 	bool wire_reported;		/* a protocol error was reported */
+	/*
+	 * The session object of its violations, serialised once: every
+	 * violation of a backend carries the same one until a session or wire
+	 * event, which may change it, drops it. NULL: not written yet.
+	 */
+	char *session_text;
+	size_t session_len;
 };
 
 struct monitor {
@@ -111,6 +118,7 @@ struct monitor {
 	uint64_t last_drops[PGV_DROP_CAUSES];
 	struct monitor_stats stats;
 	struct jsonw writer;		/* the record being built, reused */
+	struct jsonw session_writer;	/* a backend's session object */
 	struct mask_cache *masks;	/* statement shapes; NULL: none */
 	struct pgv_exec_event exec;	/* the exec record, unpacked */
 	/* the date and time of day of the last record's second */
@@ -483,8 +491,15 @@ static void free_backend(void *value)
 	json_object_put(backend->sent_in_progress);
 	drop_deferred(backend);
 	free(backend->utility_text);
+	free(backend->session_text);
 	wire_conn_free(backend->wire);
 	free(backend);
+}
+
+static void forget_session(struct backend *backend)
+{
+	free(backend->session_text);
+	backend->session_text = NULL;
 }
 
 /*
@@ -518,8 +533,10 @@ static struct backend *backend_of(struct monitor *monitor,
 		report_backend(monitor, "events_lost", backend, "lost",
 			       hdr->seq - expected, NULL);
 		/* what the client sent in between is unknown */
-		if (backend->wire)
+		if (backend->wire) {
 			wire_gap(backend->wire, 0);
+			forget_session(backend);
+		}
 	}
 	backend->last_seq = hdr->seq;
 	return backend;
@@ -570,6 +587,7 @@ static void on_session(struct monitor *monitor, struct backend *backend,
 {
 	char err[512];
 
+	forget_session(backend);
 	copy_name(backend->user, event->user, sizeof(backend->user));
 	copy_name(backend->database, event->database, sizeof(backend->database));
 	copy_name(backend->application, event->application,
@@ -636,6 +654,30 @@ static void write_session(struct jsonw *w, const struct backend *backend,
 		write_startup(w, backend->wire);
 	}
 	jsonw_object_end(w);
+}
+
+/*
+ * A violation's session object, with the startup packet: copied from the
+ * backend's serialised one, which is written first if need be. Written in
+ * place when there is no memory to keep it.
+ */
+static void write_violation_session(struct monitor *monitor,
+				    struct jsonw *w, struct backend *backend)
+{
+	struct jsonw *session = &monitor->session_writer;
+
+	if (!backend->session_text) {
+		jsonw_reset(session);
+		write_session(session, backend, true);
+		if (!jsonw_failed(session))
+			backend->session_text = strndup(session->buf,
+							session->len);
+		backend->session_len = session->len;
+	}
+	if (backend->session_text)
+		jsonw_raw(w, backend->session_text, backend->session_len);
+	else
+		write_session(w, backend, true);
 }
 
 /* The session as a json-c object, for the flight recorder; or NULL. */
@@ -924,7 +966,7 @@ static void build_record(struct monitor *monitor, struct backend *backend,
 		jsonw_bool(w, true);
 	}
 	jsonw_key(w, "session");
-	write_session(w, backend, true);
+	write_violation_session(monitor, w, backend);
 	if (stmt->client)
 		write_client(monitor, w, stmt->client);
 	jsonw_key(w, "backend_seq");
@@ -1310,6 +1352,8 @@ static void on_wire(struct monitor *monitor, struct backend *backend,
 	int ret = 0;
 
 	monitor->stats.wire_bytes += event->captured;
+	/* the client address or the startup packet may come with it */
+	forget_session(backend);
 	if (!backend->wire) {
 		backend->wire = wire_conn_new();
 		if (!backend->wire)
@@ -1534,6 +1578,7 @@ void monitor_free(struct monitor *monitor)
 	oidmap_clear(&monitor->backends, free_backend);
 	oidmap_free(&monitor->backends);
 	jsonw_free(&monitor->writer);
+	jsonw_free(&monitor->session_writer);
 	mask_cache_free(monitor->masks);
 	free(monitor->watched);
 	free(monitor);
