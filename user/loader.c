@@ -388,8 +388,13 @@ int loader_ignore_parent(struct loader *loader, uint32_t ppid, bool ignore)
 	int fd = bpf_map__fd(loader->skel->maps.ignored_parents);
 	uint8_t yes = 1;
 
-	if (ignore)
-		return bpf_map_update_elem(fd, &ppid, &yes, BPF_ANY) ? -errno : 0;
+	if (ignore) {
+		if (bpf_map_update_elem(fd, &ppid, &yes, BPF_ANY))
+			return -errno;
+		/* the probes look the map up from now on */
+		loader->skel->bss->pgv_ignoring = 1;
+		return 0;
+	}
 	if (bpf_map_delete_elem(fd, &ppid) && errno != ENOENT)
 		return -errno;
 	return 0;
