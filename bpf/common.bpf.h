@@ -475,9 +475,15 @@ static __always_inline __u32 pgv_read_text(char *text, const char *source,
 		text[copied & (PGV_TEXT_MAX - 1)] = 0;
 	}
 	*full = copied;
+	/*
+	 * The buffer is full: the statement may go on. stmt_len 0 means "to
+	 * the end of the string", so measure; one of exactly the buffer's
+	 * length is whole.
+	 */
 	if (copied == PGV_TEXT_MAX - 1 && (!len || len > copied)) {
-		*flags |= PGV_F_TEXT_TRUNCATED;
 		*full = len ? len : pgv_measure_text(source);
+		if (*full > copied)
+			*flags |= PGV_F_TEXT_TRUNCATED;
 	}
 	return copied;
 }

@@ -7,27 +7,31 @@
 #include "common.bpf.h"
 
 /*
- * A column set into words[], which the caller has zeroed. One read takes the
- * header and the words kept; a set near the end of mapped memory (the read
- * runs past its allocation) is read in two steps instead.
+ * A column set into words[], which the caller has zeroed. One read takes
+ * the header and the first words, which is all a table of up to 249
+ * columns needs; the words of a wider set come in a second read. A set
+ * near the end of mapped memory (the first read runs past its allocation)
+ * is read in two steps instead.
  */
 static __always_inline void read_colset(__u64 *words, const void *bms,
 					__u8 *window,
 					const struct pg_layout *layout,
 					__u16 *flags)
 {
-	__u32 nwords, i;
+	__u64 nwords, rest, i;
 
 	if (!bms)
 		return;
-	if (!pgv_window_read(window, PGV_WIN_BMS, layout->bms_words + 8 * PGV_COLSET_WORDS, bms)) {
+	if (!pgv_window_read(window, PGV_WIN_BMS,
+			     layout->bms_words + 8 * PGV_BMS_HEAD_WORDS, bms)) {
 		nwords = pgv_read_u32(bms + layout->bms_nwords);
 		if (nwords > PGV_COLSET_WORDS) {
 			*flags |= PGV_F_COLS_TRUNCATED;
 			nwords = PGV_COLSET_WORDS;
 		}
-		if (bpf_probe_read_user(words, (nwords & 7) * 8,
-					bms + layout->bms_words))
+		nwords *= 8;
+		pgv_clamp(nwords, 8 * PGV_COLSET_WORDS);
+		if (bpf_probe_read_user(words, nwords, bms + layout->bms_words))
 			*flags |= PGV_F_READ_FAILED;
 		return;
 	}
@@ -36,12 +40,19 @@ static __always_inline void read_colset(__u64 *words, const void *bms,
 		*flags |= PGV_F_COLS_TRUNCATED;
 		nwords = PGV_COLSET_WORDS;
 	}
-	for (i = 0; i < PGV_COLSET_WORDS; i++) {
+	for (i = 0; i < PGV_BMS_HEAD_WORDS; i++) {
 		if (i >= nwords)
 			break;
 		words[i] = pgv_get_u64(window, PGV_WIN_BMS,
 				       layout->bms_words + i * 8);
 	}
+	if (nwords <= PGV_BMS_HEAD_WORDS)
+		return;
+	rest = (nwords - PGV_BMS_HEAD_WORDS) * 8;
+	pgv_clamp(rest, 8 * (PGV_COLSET_WORDS - PGV_BMS_HEAD_WORDS));
+	if (bpf_probe_read_user(&words[PGV_BMS_HEAD_WORDS], rest,
+				bms + layout->bms_words + 8 * PGV_BMS_HEAD_WORDS))
+		*flags |= PGV_F_READ_FAILED;
 }
 
 /* A result relation from the RangeTblEntry copied into w->rte. */

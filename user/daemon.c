@@ -672,10 +672,11 @@ static void announce_stats(const struct daemon *d)
 		 "\"events\":%" PRIu64 ",\"statements\":%" PRIu64
 		 ",\"violations\":%" PRIu64 ",\"events_lost\":%" PRIu64
 		 ",\"ring_buffer_full\":%" PRIu64 ",\"drops\":%" PRIu64
-		 ",\"backends\":%" PRIu64 ",\"ignored\":%" PRIu64,
+		 ",\"backends\":%" PRIu64 ",\"ignored\":%" PRIu64
+		 ",\"own\":%" PRIu64,
 		 stats.events, statements, stats.violations, stats.events_lost,
 		 drops[PGV_DROP_RINGBUF_FULL], dropped, stats.backends,
-		 stats.ignored);
+		 stats.ignored, stats.own);
 	log_event("stats", fields);
 }
 

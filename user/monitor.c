@@ -1213,7 +1213,8 @@ static void on_exec(struct monitor *monitor, struct backend *backend,
 				    : NULL;
 	record_statement(monitor, backend, &event->hdr, event->text, event,
 			 stmt.client);
-	if (event->hdr.flags & PGV_F_RELS_TRUNCATED)
+	/* more targets, or a wider column set, than the probe could keep */
+	if (event->hdr.flags & (PGV_F_RELS_TRUNCATED | PGV_F_COLS_TRUNCATED))
 		report_truncated(monitor, backend, &event->hdr, event->text,
 				 event->text_len,
 				 event->hdr.flags & PGV_F_TEXT_TRUNCATED);

@@ -97,7 +97,7 @@ int pglayout_check(const struct pg_layout *l, char *err, size_t len)
 	};
 	const struct window_field bms[] = {
 		FIELD(l, bms_nwords, 4),
-		FIELD(l, bms_words, 8 * PGV_COLSET_WORDS),
+		FIELD(l, bms_words, 8 * PGV_BMS_HEAD_WORDS),
 	};
 	int ret;
 

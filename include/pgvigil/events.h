@@ -14,7 +14,11 @@
 #define PGV_STACK_MAX		16	/* function frames kept per backend */
 #define PGV_RESULT_RELS_MAX	16	/* named result relations kept */
 #define PGV_RESULT_SCAN_MAX	512	/* result relations looked at */
-#define PGV_COLSET_WORDS	4	/* 64-bit words per column set */
+/*
+ * 64-bit words per column set: every column a table can have (1,600, and
+ * the system columns below them), so no write is ever cut from its set.
+ */
+#define PGV_COLSET_WORDS	26
 #define PGV_TEXT_MAX		4096	/* statement bytes captured */
 #define PGV_TARGETS_MAX		16	/* relations per utility target */
 #define PGV_ALTER_CMDS_MAX	8	/* ALTER TABLE subcommands */
@@ -178,9 +182,12 @@ struct pgv_wire_event {
 
 #ifndef __BPF__
 _Static_assert(sizeof(struct pgv_header) == 136, "pgv_header size");
-_Static_assert(sizeof(struct pgv_result_rel) == 80, "pgv_result_rel size");
+_Static_assert(sizeof(struct pgv_result_rel) == 16 + 2 * 8 * PGV_COLSET_WORDS,
+	       "pgv_result_rel size");
+_Static_assert(PGV_COLSET_WORDS * 64 >= 1600 + 8, "column sets cover MaxHeapAttributeNumber");
 _Static_assert(sizeof(struct pgv_exec_event) ==
-		       136 + 16 + PGV_RESULT_RELS_MAX * 80 + PGV_TEXT_MAX,
+		       136 + 16 + PGV_RESULT_RELS_MAX * sizeof(struct pgv_result_rel) +
+		       PGV_TEXT_MAX,
 	       "pgv_exec_event size");
 _Static_assert(sizeof(struct pgv_session_event) == 136 + 64 * 3 + 136,
 	       "pgv_session_event size");

@@ -31,6 +31,7 @@
 #define PGV_WIN_RTE	512	/* RangeTblEntry */
 #define PGV_WIN_LIST	128	/* a List's header and its first inline cells */
 #define PGV_WIN_BMS	64	/* a Bitmapset's header and first words */
+#define PGV_BMS_HEAD_WORDS 4	/* words read with the header; more, apart */
 
 struct pg_layout {
 	__u32 major;			/* PostgreSQL major version */
