@@ -34,7 +34,7 @@ DEPS := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libssl-dev \
 	postgresql-server-dev-15 postgresql-15-pgaudit prometheus jq \
 	make gcc pkg-config
 
-.PHONY: all deps test unit integration demo clean bench bench-verify bench-wire fuzz \
+.PHONY: all deps test unit integration demo clean bench bench-toggle bench-verify bench-wire fuzz \
 	microbench
 
 all: pgvigil
@@ -93,6 +93,9 @@ microbench: $(BUILD)/pgv-microbench
 	$(BUILD)/pgv-microbench
 
 # not part of 'make test': builds a 1,000,000-event ledger (minutes)
+bench-toggle: pgvigil
+	tools/bench-toggle
+
 bench-verify: pgvigil
 	tools/bench-verify
 

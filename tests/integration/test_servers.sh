@@ -41,6 +41,8 @@ test_unwatched_server_on_the_same_binary_is_passed_over_in_the_kernel()
 	pgv_psql -d bank -c "UPDATE accounts SET balance = 3 WHERE account = 'bob'"
 	pgv_stop_monitor
 	ignored=$(grep -h '"event":"stats"' "$out.err" | jq -r .ignored)
+	# the catalog connection's own records are counted apart
+	grep -h '"event":"stats"' "$out.err" | jq -e '.own | type == "number"' >/dev/null
 	echo "figure: 501 statements on an unwatched server reached user space as $ignored records"
 	[ "$ignored" -ge 1 ]
 	[ "$ignored" -le 20 ] ||
