@@ -28,96 +28,208 @@ static bool is_literal(PgQuery__Token token)
 }
 
 /*
- * Copy 'sql' (of 'len' bytes) with every literal token replaced by '?'.
- * Returns NULL when the scanner rejects the text.
+ * The end of the literal that is token 'i'. libpg_query's scanner gives a
+ * U&'...' constant no end (it keeps the start), so a literal whose end is
+ * not past its start, or runs into the next token, ends where the next
+ * token starts, less the blanks before it: a comment in between is masked
+ * with it.
  */
-static char *mask_tokens(const char *sql, size_t len)
+static size_t literal_end(const PgQuery__ScanResult *scan, size_t i,
+			  const char *text, size_t len)
 {
-	PgQuery__ScanResult *scan;
-	PgQueryScanResult result;
-	char *text, *out, *p;
-	size_t i, pos = 0;
+	size_t start = scan->tokens[i]->start, end = scan->tokens[i]->end;
+	size_t next = len;
 
-	text = strndup(sql, len);
-	if (!text)
-		return NULL;
-	result = pg_query_scan(text);
-	if (result.error) {
-		pg_query_free_scan_result(result);
-		free(text);
-		return NULL;
-	}
-	scan = pg_query__scan_result__unpack(NULL, result.pbuf.len,
-					     (const uint8_t *)result.pbuf.data);
-	out = scan ? malloc(len + 1) : NULL;
-	for (p = out, i = 0; out && i < scan->n_tokens; i++) {
-		const PgQuery__ScanToken *token = scan->tokens[i];
+	if (i + 1 < scan->n_tokens && scan->tokens[i + 1]->start > (int)start)
+		next = scan->tokens[i + 1]->start;
+	if (end > start && end <= next)
+		return end;
+	while (next > start + 1 && strchr(" \t\n\r\f\v", text[next - 1]))
+		next--;
+	return next;
+}
 
-		if (!is_literal(token->token) || token->start < (int)pos ||
-		    token->end > (int)len)
+/* 'text' (of 'len' bytes) with every literal token replaced by '?'. */
+static char *replace_literals(const PgQuery__ScanResult *scan,
+			      const char *text, size_t len)
+{
+	char *out = malloc(len + 1), *p = out;
+	size_t i, pos = 0, start;
+
+	for (i = 0; out && i < scan->n_tokens; i++) {
+		start = scan->tokens[i]->start;
+		if (!is_literal(scan->tokens[i]->token) || start < pos ||
+		    start >= len)
 			continue;
-		memcpy(p, text + pos, token->start - pos);
-		p += token->start - pos;
+		memcpy(p, text + pos, start - pos);
+		p += start - pos;
 		*p++ = '?';
-		pos = token->end;
+		pos = literal_end(scan, i, text, len);
 	}
 	if (out) {
 		memcpy(p, text + pos, len - pos);
 		p[len - pos] = 0;
 	}
-	if (scan)
+	return out;
+}
+
+/* The length of the UTF-8 character led by 'lead', as the server counts. */
+static size_t char_length(unsigned char lead)
+{
+	if ((lead & 0xe0) == 0xc0)
+		return 2;
+	if ((lead & 0xf0) == 0xe0)
+		return 3;
+	if ((lead & 0xf8) == 0xf0)
+		return 4;
+	return 1;
+}
+
+/*
+ * The byte offset of the character the scanner's error points at (its
+ * 'cursorpos' counts characters from 1, as the server's scanner does for
+ * UTF-8), or 'len' when there is none.
+ */
+static size_t error_offset(const PgQueryError *error, const char *text,
+			   size_t len)
+{
+	size_t pos = 0;
+	int chars;
+
+	if (error->cursorpos < 1)
+		return len;
+	for (chars = 1; chars < error->cursorpos && pos < len; chars++)
+		pos += char_length((unsigned char)text[pos]);
+	return pos < len ? pos : len;
+}
+
+/*
+ * Copy the first 'len' bytes of 'sql' with every literal token replaced
+ * by '?'. Returns NULL when out of memory or when the scanner rejects the
+ * text; then *error_at (if not NULL) is where the scanner gave up, or
+ * 'len' when it did not say.
+ */
+static char *mask_tokens(const char *sql, size_t len, size_t *error_at)
+{
+	PgQuery__ScanResult *scan = NULL;
+	PgQueryScanResult result;
+	char *text, *out = NULL;
+
+	if (error_at)
+		*error_at = len;
+	text = strndup(sql, len);
+	if (!text)
+		return NULL;
+	result = pg_query_scan(text);
+	if (result.error && error_at)
+		*error_at = error_offset(result.error, text, len);
+	if (!result.error)
+		scan = pg_query__scan_result__unpack(
+			NULL, result.pbuf.len, (const uint8_t *)result.pbuf.data);
+	if (scan) {
+		out = replace_literals(scan, text, len);
 		pg_query__scan_result__free_unpacked(scan, NULL);
+	}
 	pg_query_free_scan_result(result);
 	free(text);
 	return out;
 }
 
-/* The start of the last quote that may open an unterminated literal. */
-static size_t last_quote(const char *sql)
+/*
+ * The start of the last quote before 'end' that may open a literal; 0
+ * when there is none.
+ */
+static size_t last_quote(const char *sql, size_t end)
 {
-	const char *single = strrchr(sql, '\''), *dollar = strrchr(sql, '$');
-	const char *cut = single > dollar ? single : dollar;
-
-	return cut ? (size_t)(cut - sql) : strlen(sql);
+	while (end > 0 && sql[end - 1] != '\'' && sql[end - 1] != '$')
+		end--;
+	return end ? end - 1 : 0;
 }
 
-static char *with_suffix(char *masked, const char *suffix)
+/* 'masked' grown by 'extra' bytes of 'suffix'; frees it on failure. */
+static char *with_suffix(char *masked, const char *suffix, size_t extra)
 {
-	size_t len = strlen(masked), extra = strlen(suffix);
-	char *grown = realloc(masked, len + extra + 1);
+	size_t len = masked ? strlen(masked) : 0;
+	char *grown = masked ? realloc(masked, len + extra + 1) : NULL;
 
 	if (!grown) {
 		free(masked);
 		return NULL;
 	}
-	memcpy(grown + len, suffix, extra + 1);
+	memcpy(grown + len, suffix, extra);
+	grown[len + extra] = 0;
 	return grown;
+}
+
+/*
+ * A text the scanner rejects at 'cut': a comment or a literal that the
+ * capture cut short, or a malformed token. The scanner reads left to
+ * right, so the text before the construct it gave up in scans the same
+ * alone, and a literal cut short there would itself fail to scan: masking
+ * the longest prefix that scans can show no literal. An unterminated
+ * block comment runs to the end of what was scanned and holds no token;
+ * it is shown as a complete comment would be. Anything else from the cut
+ * on is withheld.
+ */
+static char *mask_cut(const char *sql, size_t cut)
+{
+	size_t limit = strlen(sql), next;
+	const char *rest;
+	char *out;
+
+	while (limit > 0) {
+		/* an error at the end of input points nowhere earlier */
+		if (cut >= limit)
+			cut = last_quote(sql, limit);
+		out = mask_tokens(sql, cut, &next);
+		if (out && !strncmp(sql + cut, "/*", 2)) {
+			out = with_suffix(out, sql + cut, limit - cut);
+			rest = "…";
+		} else {
+			rest = "?…";
+		}
+		if (out)
+			return with_suffix(out, rest, strlen(rest));
+		limit = cut;
+		cut = next;
+	}
+	return strdup("…");
+}
+
+/*
+ * pg_query_normalize turns into $n only the constants its parse tree
+ * keeps locations for; most utility statements (PREPARE, SET of a
+ * function, COPY ... PROGRAM, CREATE RULE, ...) and some clauses (FETCH
+ * counts, type modifiers) come back as written. Its output is scanned
+ * again, and every literal left is replaced by '?'.
+ */
+static char *mask_normalized(const char *sql)
+{
+	PgQueryNormalizeResult normalized = pg_query_normalize(sql);
+	char *out = NULL;
+
+	if (!normalized.error && normalized.normalized_query)
+		out = mask_tokens(normalized.normalized_query,
+				  strlen(normalized.normalized_query), NULL);
+	pg_query_free_normalize_result(normalized);
+	return out;
 }
 
 char *mask_statement(const char *sql, enum mask_method *method)
 {
-	PgQueryNormalizeResult normalized = pg_query_normalize(sql);
 	char *out;
 	size_t cut;
 
-	if (!normalized.error && normalized.normalized_query) {
-		out = strdup(normalized.normalized_query);
-		pg_query_free_normalize_result(normalized);
-		*method = MASK_NORMALIZED;
+	*method = MASK_NORMALIZED;
+	out = mask_normalized(sql);
+	if (out)
 		return out;
-	}
-	pg_query_free_normalize_result(normalized);
 	*method = MASK_TOKENS;
-	out = mask_tokens(sql, strlen(sql));
+	out = mask_tokens(sql, strlen(sql), &cut);
 	if (out)
 		return out;
-	/* a literal cut short (a truncated capture): mask what precedes it */
 	*method = MASK_WITHHELD;
-	cut = last_quote(sql);
-	out = mask_tokens(sql, cut);
-	if (out)
-		return with_suffix(out, "?…");
-	return strdup("…");
+	return mask_cut(sql, cut);
 }
 
 const char *mask_method_name(enum mask_method method)
@@ -351,7 +463,10 @@ static uint64_t key_hash(const char *key, size_t len)
  * Read the shape's template off the parse's output: 'normalized' must be
  * 'sql' with each literal span (with a '-' just before it, if the parser
  * folded that in) replaced by $n, every other byte as it was. Fills
- * 'literals'; false when the output is anything else.
+ * 'literals'; false when the output is anything else. A literal that the
+ * normalisation kept came out as '?', so a shape with one is never kept:
+ * a kept shape renders, for any statement of it, exactly the text read
+ * here, which mask_normalized scanned and found free of literals.
  */
 static bool read_template(const struct mask_cache *cache, const char *sql,
 			  const char *normalized, struct shape_literal *literals)

@@ -1,9 +1,13 @@
 /*
  * Masking literal values in statements, so that the feed, logs and metrics
  * carry no data. A statement is normalised with libpg_query (literals become
- * $1, $2, ...); one that does not parse is masked token by token with the
- * server's own scanner; one that does not even scan (a cut string literal)
- * is masked up to the cut and the rest withheld.
+ * $1, $2, ...), and any literal the normalisation left (utility statements,
+ * type modifiers) is then replaced by '?'; one that does not parse is
+ * masked token by token with the server's own scanner; one that does not
+ * even scan (a comment or a literal cut short by the capture) is masked up
+ * to where the scanner gave up, an unterminated block comment is shown as
+ * it is, and the rest is withheld. In every mode the output holds no
+ * literal token (string, bit, hex, Unicode string or numeric constant).
  *
  * libpg_query redirects the process's stderr during some calls: call these
  * from one thread only (the daemon's classifier thread).
@@ -12,7 +16,7 @@
 #define USER_MASK_H
 
 enum mask_method {
-	MASK_NORMALIZED,	/* parsed and normalised */
+	MASK_NORMALIZED,	/* parsed and normalised; literals left are '?' */
 	MASK_TOKENS,		/* scanned; literal tokens replaced by '?' */
 	MASK_WITHHELD,		/* could not be scanned: withheld */
 };
@@ -33,7 +37,11 @@ char *mask_statement(const char *sql, enum mask_method *method);
  * shape are masked by cutting their literals out the same way, without a
  * parse. Statements with comments, dollar quotes, backslashes, bytes
  * outside printable ASCII, prefixed strings (E'', U&'', ...) or other
- * numeric forms never use the cache. Owned by one thread.
+ * numeric forms never use the cache. So every literal token of a statement
+ * that uses it is one of the literals cut out, and the text rendered for a
+ * shape is the same for every statement of it: the text masking gave the
+ * first, which held no literal, or the shape would not have been kept.
+ * Owned by one thread.
  */
 struct mask_cache;
 

@@ -17,13 +17,14 @@
 #include "policy.h"
 
 enum field_type { F_STRING, F_BOOL, F_INT, F_LLONG, F_NAMES, F_COLUMNS,
-		  F_ONOFF };
+		  F_ONOFF, F_CHOICE };
 
 struct field {
 	const char *key;
 	enum field_type type;
 	size_t offset;		/* into struct policy */
 	bool with_column;	/* F_NAMES */
+	const char *const *choices;	/* F_CHOICE: the values allowed */
 };
 
 struct section {
@@ -58,11 +59,19 @@ static const struct field immutable_fields[] = {
 	{ NULL },
 };
 
+/*
+ * Values are checked where they are read, not after the walk: only the
+ * value's node knows the line to report.
+ */
+static const char *const hash_schemes[] = { "pgvigil.postings.v1", NULL };
+static const char *const fsync_modes[] = { "always", "interval", "never",
+					   NULL };
+
 static const struct field hash_fields[] = {
 	{ "events_table", F_STRING, P(hash.events_table) },
 	{ "postings_table", F_STRING, P(hash.postings_table) },
 	{ "columns", F_COLUMNS, 0 },
-	{ "scheme", F_STRING, P(hash.scheme) },
+	{ "scheme", F_CHOICE, P(hash.scheme), .choices = hash_schemes },
 	{ "checkpoint_file", F_STRING, P(hash.checkpoint_file) },
 	{ "checkpoint_key", F_STRING, P(hash.checkpoint_key) },
 	{ "sweep_interval", F_INT, P(hash.sweep_interval_s) },
@@ -92,7 +101,7 @@ static const struct field http_fields[] = {
 };
 
 static const struct field journal_fields[] = {
-	{ "fsync", F_STRING, P(journal.fsync) },
+	{ "fsync", F_CHOICE, P(journal.fsync), .choices = fsync_modes },
 	{ "max_bytes", F_LLONG, P(journal.max_bytes) },
 	{ "keep", F_INT, P(journal.keep) },
 	{ NULL },
@@ -283,8 +292,44 @@ static int parse_names(struct parse *p, yaml_node_t *node,
 	return 0;
 }
 
-static int parse_scalar_field(struct parse *p, const struct field *field,
-			      yaml_node_t *value, void *target)
+/* "a, b or c" of a field's choices, into 'buf'. */
+static const char *choice_list(const struct field *field, char *buf,
+			       size_t len)
+{
+	const char *const *choice;
+	size_t n = 0;
+
+	buf[0] = 0;
+	for (choice = field->choices; *choice && n < len; choice++)
+		n += snprintf(buf + n, len - n, "%s%s",
+			      choice == field->choices ? ""
+			      : choice[1] ? ", " : " or ", *choice);
+	return buf;
+}
+
+static int parse_choice(struct parse *p, const char *section,
+			const struct field *field, yaml_node_t *value,
+			char **target)
+{
+	const char *text = scalar(value);
+	const char *const *choice;
+	char list[128];
+
+	for (choice = field->choices; *choice; choice++)
+		if (!strcmp(*choice, text))
+			break;
+	if (!*choice)
+		return fail(p, value, "%s.%s must be %s, not '%s'", section,
+			    field->key, choice_list(field, list, sizeof(list)),
+			    text);
+	free(*target);
+	*target = strdup(text);
+	return *target ? 0 : -ENOMEM;
+}
+
+static int parse_scalar_field(struct parse *p, const char *section,
+			      const struct field *field, yaml_node_t *value,
+			      void *target)
 {
 	const char *text = scalar(value);
 	char *end;
@@ -293,6 +338,8 @@ static int parse_scalar_field(struct parse *p, const struct field *field,
 	if (!text)
 		return fail(p, value, "'%s' expects a single value", field->key);
 	switch (field->type) {
+	case F_CHOICE:
+		return parse_choice(p, section, field, value, target);
 	case F_STRING:
 		free(*(char **)target);
 		*(char **)target = strdup(text);
@@ -331,8 +378,8 @@ static int parse_scalar_field(struct parse *p, const struct field *field,
 static int parse_fields(struct parse *p, yaml_node_t *node,
 			const char *section, const struct field *fields);
 
-static int parse_field(struct parse *p, const struct field *field,
-		       yaml_node_t *value)
+static int parse_field(struct parse *p, const char *section,
+		       const struct field *field, yaml_node_t *value)
 {
 	void *target = (char *)p->policy + field->offset;
 
@@ -343,7 +390,7 @@ static int parse_field(struct parse *p, const struct field *field,
 		return parse_fields(p, value, "hash_integrity.columns",
 				    hash_column_fields);
 	default:
-		return parse_scalar_field(p, field, value, target);
+		return parse_scalar_field(p, section, field, value, target);
 	}
 }
 
@@ -368,7 +415,7 @@ static int parse_fields(struct parse *p, yaml_node_t *node,
 		if (!name || !field->key)
 			return fail(p, key, "unknown key '%s' in '%s'",
 				    name ? name : "?", section);
-		err = parse_field(p, field, value);
+		err = parse_field(p, section, field, value);
 		if (err)
 			return err;
 	}
@@ -439,14 +486,6 @@ static int apply_defaults(struct parse *p)
 	for (i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
 		if (set_default(defaults[i].field, defaults[i].value))
 			return -ENOMEM;
-	if (strcmp(h->scheme, "pgvigil.postings.v1"))
-		return fail(p, NULL, "unknown hash scheme '%s' (known: "
-			    "'pgvigil.postings.v1')", h->scheme);
-	if (strcmp(p->policy->journal.fsync, "always") &&
-	    strcmp(p->policy->journal.fsync, "interval") &&
-	    strcmp(p->policy->journal.fsync, "never"))
-		return fail(p, NULL, "journal.fsync must be always, interval "
-			    "or never, not '%s'", p->policy->journal.fsync);
 	if (!p->policy->dsn)
 		return fail(p, NULL, "missing 'database.dsn'");
 	if (!p->policy->dump.statements)

@@ -90,6 +90,42 @@ static void policy_load__bad_name__names_line(void **state)
 		     ":5: bad name 'accounts.balance'");
 }
 
+/* A value refused for what it says is reported at its own line. */
+static void policy_load__bad_value__names_value_line(void **state)
+{
+	(void)state;
+	expect_error("journal:\n  fsync: sometimes\n",
+		     ":2: journal.fsync must be always, interval or "
+		     "never, not 'sometimes'");
+	expect_error("database:\n  dsn: x\njournal:\n  keep: 2\n"
+		     "  fsync: sometimes\n",
+		     ":5: journal.fsync must be");
+	expect_error("database:\n  dsn: x\nhash_integrity:\n"
+		     "  events_table: public.e\n  scheme: v2\n",
+		     ":5: hash_integrity.scheme must be pgvigil.postings.v1, not 'v2'");
+	expect_error("database:\n  dsn: x\njournal:\n  keep: lots\n",
+		     ":4: 'keep' expects a non-negative integer, not 'lots'");
+	expect_error("database:\n  dsn: x\nhttp:\n  metrics_open: maybe\n",
+		     ":4: 'metrics_open' expects true or false");
+	expect_error("database:\n  dsn: x\ncapture:\n  wire: sometimes\n",
+		     ":4: 'wire' expects on or off");
+}
+
+static void policy_load__allowed_choice__kept(void **state)
+{
+	struct policy *policy;
+	char err[256] = "";
+	char *path = write_temp("database:\n  dsn: x\njournal:\n"
+				"  fsync: interval\n");
+
+	(void)state;
+	assert_int_equal(policy_load(path, &policy, err, sizeof(err)), 0);
+	unlink(path);
+	assert_string_equal(policy->journal.fsync, "interval");
+	assert_string_equal(policy->hash.scheme, "pgvigil.postings.v1");
+	policy_free(policy);
+}
+
 static void policy_load__missing_dsn__fails(void **state)
 {
 	(void)state;
@@ -152,6 +188,8 @@ int main(void)
 		cmocka_unit_test(policy_load__unknown_key__names_line),
 		cmocka_unit_test(policy_load__malformed_yaml__names_line),
 		cmocka_unit_test(policy_load__bad_name__names_line),
+		cmocka_unit_test(policy_load__bad_value__names_value_line),
+		cmocka_unit_test(policy_load__allowed_choice__kept),
 		cmocka_unit_test(policy_load__missing_dsn__fails),
 		cmocka_unit_test(policy_load__missing_file__says_so),
 		cmocka_unit_test(policy_load__device_or_directory__is_refused),
