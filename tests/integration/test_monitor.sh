@@ -292,6 +292,27 @@ test_long_statement_is_marked_truncated_and_masked()
 	fi
 }
 
+# sql_of_length N: an UPDATE of accounts' balance exactly N bytes long
+sql_of_length()
+{
+	local head="UPDATE accounts SET balance = 42, note = '" tail="' WHERE account = 'bob'"
+	printf '%s%s%s' "$head" "$(head -c $(($1 - ${#head} - ${#tail})) /dev/zero | tr '\0' 'x')" "$tail"
+}
+
+test_statement_of_exactly_the_captured_length_is_whole()
+{
+	local r
+	# 4,095 bytes and the terminator fill the capture: whole, not cut
+	r=$(records_of "$(sql_of_length 4095)")
+	expect_one_monetary "$r"
+	assert_eq "$(fields "$r" '.statement_truncated // false')" false truncated
+	assert_eq "$(fields "$r" '.statement_length // "absent"')" absent length
+	r=$(records_of "$(sql_of_length 4096)")
+	expect_one_monetary "$r"
+	assert_eq "$(fields "$r" .statement_truncated)" true truncated
+	assert_eq "$(fields "$r" .statement_length)" 4096 length
+}
+
 test_z_feed_ids_are_contiguous_and_no_monitor_records()
 {
 	local ids
@@ -398,8 +419,16 @@ test_moving_an_event_table_to_another_schema_is_flagged()
 
 test_write_to_a_table_created_in_the_same_transaction_is_classified_at_commit()
 {
-	local r
-	r=$(records_of "BEGIN; CREATE TABLE fresh_domain_events (id int); INSERT INTO fresh_domain_events VALUES (1); DELETE FROM fresh_domain_events; COMMIT")
+	local r before i
+	# classified once the catalog is read again after the commit, which
+	# may come after the sentinel's record: wait for it by name
+	before=$(wc -l <"$OUT")
+	psql -X -q -d bank -c "BEGIN; CREATE TABLE fresh_domain_events (id int); INSERT INTO fresh_domain_events VALUES (1); DELETE FROM fresh_domain_events; COMMIT"
+	for i in $(seq 1 100); do
+		tail -n +"$((before + 1))" "$OUT" | grep -q fresh_domain_events && break
+		sleep 0.05
+	done
+	r=$(sentinel_after "$before")
 	assert_eq "$(fields "$r" .rule)" event_deleted rule
 	assert_eq "$(fields "$r" .relation)" public.fresh_domain_events relation
 	assert_eq "$(fields "$r" .transaction.outcome)" committed outcome

@@ -136,15 +136,14 @@ test_simple_protocol_over_unix_socket_shows_client_text_masked()
 
 test_long_client_statement_is_kept_cut_and_marked()
 {
-	local out=$PGV_TMP/long.out r ids
-	ids=$(seq -s, 1 5000)
+	local out=$PGV_TMP/long.out r sql
+	sql="UPDATE pgbench_accounts SET abalance = 5 WHERE aid IN ($(seq -s, 1 5000))"
 	pgv_start_monitor "$PGV_TMP/policy.yaml" "$out" --unmasked
-	pgv_psql -d bench -c "UPDATE pgbench_accounts SET abalance = 5 WHERE aid IN ($ids)"
+	pgv_psql -d bench -c "$sql"
 	pgv_stop_monitor
 	r=$(head -1 "$out")
 	assert_eq "$(fields "$r" .client_statement_truncated)" true truncated
-	assert_eq "$(fields "$r" .client_statement_length)" \
-		$(( ${#ids} + 60 )) length
+	assert_eq "$(fields "$r" .client_statement_length)" "${#sql}" length
 	assert_eq "$(fields "$r" '.client_statement | length')" 16384 kept
 }
 
