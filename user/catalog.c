@@ -409,8 +409,7 @@ static void bind_allowed(struct catalog_db *db, uint32_t oid,
 static int load_functions(struct catalog_db *db)
 {
 	const struct policy *policy = db->catalog->policy;
-	/* before the query: a commit seen before this may be in the read */
-	uint64_t read_ns = monotonic_ns();
+	uint64_t read_ns;
 	PGresult *res;
 	char *name;
 	int row;
@@ -423,6 +422,13 @@ static int load_functions(struct catalog_db *db)
 		    0, NULL);
 	if (!res)
 		return -EIO;
+	/*
+	 * After the answer, not before the question: a commit whose probe
+	 * fired while the query was on its way may be in the snapshot, and
+	 * must count as before the read (at worst it claims a change that was
+	 * not its own, never misses one).
+	 */
+	read_ns = monotonic_ns();
 	for (row = 0; row < PQntuples(res); row++) {
 		uint32_t oid = strtoul(PQgetvalue(res, row, 0), NULL, 10);
 		const char *schema = PQgetvalue(res, row, 1);

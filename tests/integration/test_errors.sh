@@ -14,7 +14,7 @@ expect_exit()
 	shift 2
 	"$@" >"$PGV_TMP/out" 2>"$PGV_TMP/err" </dev/null || rc=$?
 	assert_eq "$rc" "$status" "exit status of '$*'"
-	grep -q -- "$pattern" "$PGV_TMP/err" ||
+	[ -z "$pattern" ] || grep -q -- "$pattern" "$PGV_TMP/err" ||
 		{ echo "stderr lacks '$pattern':" >&2; cat "$PGV_TMP/err" >&2; return 1; }
 }
 
