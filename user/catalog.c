@@ -1,6 +1,14 @@
 /*
  * Catalog cache over libpq. One connection per database, opened on first
  * use with default_transaction_read_only, so the monitor can only read.
+ *
+ * A connection the server dropped (a restart, a terminated backend) is
+ * opened again by the next query that finds it broken, at most once a
+ * second after a failed attempt; the new backend's pid replaces the old
+ * one for catalog_own_backend. A database whose policy could not be bound
+ * again is stale: catalog_db and catalog_ready refuse it until a binding
+ * succeeds, so that its statements are reported as not classified rather
+ * than classified against what may no longer be true.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -20,11 +28,13 @@ struct catalog_db {
 	char *name;
 	PGconn *conn;
 	uint32_t backend_pid;
-	time_t last_attempt;
+	time_t failed_at;		/* last failed connect or bind */
+	bool stale;			/* the last binding failed */
+	char error[256];		/* why, for the caller */
 	struct oidmap relations;	/* oid -> catalog_relation */
 	struct oidmap functions;	/* oid -> char * */
 	struct oidmap balances;		/* relid -> catalog_balance */
-	struct oidmap allowed;		/* oid -> digest of its definition */
+	struct oidmap allowed;		/* oid -> allowed_version */
 	bool bound;			/* the policy was bound once */
 	uint32_t changed[16];		/* allowed functions new or redefined */
 	int n_changed;
@@ -40,6 +50,20 @@ struct catalog {
 };
 
 #define BOUND ((void *)1)
+
+/* The definition of an allowed function as last read. */
+struct allowed_version {
+	char digest[33];		/* md5 of what can redefine it */
+	uint64_t seen_ns;		/* CLOCK_MONOTONIC of the first read */
+};
+
+static uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 int catalog_open(const struct policy *policy, struct catalog **out)
 {
@@ -105,8 +129,45 @@ void catalog_close(struct catalog *catalog)
 	free(catalog);
 }
 
-static PGresult *query(struct catalog_db *db, const char *sql, int nparams,
-		       const char *const *params)
+static void note_error(struct catalog_db *db, const char *what)
+{
+	snprintf(db->error, sizeof(db->error), "%s '%s': %s", what, db->name,
+		 db->conn ? PQerrorMessage(db->conn) : "out of memory");
+	db->error[strcspn(db->error, "\n")] = 0;
+}
+
+/*
+ * Open the connection, or open it again when the server dropped it (the
+ * old one is of no use: its backend is gone). Returns 0 or -ECONNREFUSED;
+ * after a failure, tries again only in a later second.
+ */
+static int ensure_connected(struct catalog_db *db)
+{
+	const char *keys[] = { "dbname", "dbname", "application_name",
+			       "options", NULL };
+	const char *values[] = { db->catalog->policy->dsn, db->name,
+				 "pgvigil catalog",
+				 "-c default_transaction_read_only=on", NULL };
+
+	if (db->conn && PQstatus(db->conn) == CONNECTION_OK)
+		return 0;
+	if (db->failed_at == time(NULL))
+		return -ECONNREFUSED;
+	if (db->conn)
+		PQreset(db->conn);
+	else
+		db->conn = PQconnectdbParams(keys, values, 1);
+	if (PQstatus(db->conn) != CONNECTION_OK) {
+		note_error(db, "cannot connect to database");
+		db->failed_at = time(NULL);
+		return -ECONNREFUSED;
+	}
+	db->backend_pid = PQbackendPID(db->conn);
+	return 0;
+}
+
+static PGresult *run_query(struct catalog_db *db, const char *sql,
+			   int nparams, const char *const *params)
 {
 	PGresult *res;
 
@@ -115,10 +176,26 @@ static PGresult *query(struct catalog_db *db, const char *sql, int nparams,
 	if (PQresultStatus(res) == PGRES_TUPLES_OK)
 		return res;
 	db->catalog->stats.errors++;
+	note_error(db, "cannot read the catalog of");
 	log_debug("catalog query failed in '%s': %s", db->name,
 		  PQerrorMessage(db->conn));
 	PQclear(res);
 	return NULL;
+}
+
+/* A query, on a connection opened again if the server dropped it. */
+static PGresult *query(struct catalog_db *db, const char *sql, int nparams,
+		       const char *const *params)
+{
+	PGresult *res = NULL;
+
+	if (!ensure_connected(db))
+		res = run_query(db, sql, nparams, params);
+	/* a dropped connection shows only when it is used */
+	if (!res && db->conn && PQstatus(db->conn) == CONNECTION_BAD &&
+	    !ensure_connected(db))
+		res = run_query(db, sql, nparams, params);
+	return res;
 }
 
 static struct catalog_relation *add_relation(struct catalog_db *db,
@@ -309,18 +386,21 @@ static int load_balance_columns(struct catalog_db *db,
  * through it.
  */
 static void bind_allowed(struct catalog_db *db, uint32_t oid,
-			 const char *digest)
+			 const char *digest, uint64_t read_ns)
 {
-	char *old = oidmap_get(&db->allowed, oid), *copy;
+	struct allowed_version *version = oidmap_get(&db->allowed, oid);
 
-	if (old && !strcmp(old, digest))
+	if (version && !strcmp(version->digest, digest))
 		return;
-	copy = strdup(digest);
-	if (!copy || oidmap_put(&db->allowed, oid, copy)) {
-		free(copy);
-		return;
+	if (!version) {
+		version = calloc(1, sizeof(*version));
+		if (!version || oidmap_put(&db->allowed, oid, version)) {
+			free(version);
+			return;
+		}
 	}
-	free(old);
+	snprintf(version->digest, sizeof(version->digest), "%s", digest);
+	version->seen_ns = read_ns;
 	if (db->bound && db->n_changed < 16)
 		db->changed[db->n_changed++] = oid;
 }
@@ -329,6 +409,7 @@ static void bind_allowed(struct catalog_db *db, uint32_t oid,
 static int load_functions(struct catalog_db *db)
 {
 	const struct policy *policy = db->catalog->policy;
+	uint64_t read_ns;
 	PGresult *res;
 	char *name;
 	int row;
@@ -341,6 +422,13 @@ static int load_functions(struct catalog_db *db)
 		    0, NULL);
 	if (!res)
 		return -EIO;
+	/*
+	 * After the answer, not before the question: a commit whose probe
+	 * fired while the query was on its way may be in the snapshot, and
+	 * must count as before the read (at worst it claims a change that was
+	 * not its own, never misses one).
+	 */
+	read_ns = monotonic_ns();
 	for (row = 0; row < PQntuples(res); row++) {
 		uint32_t oid = strtoul(PQgetvalue(res, row, 0), NULL, 10);
 		const char *schema = PQgetvalue(res, row, 1);
@@ -353,7 +441,8 @@ static int load_functions(struct catalog_db *db)
 		if (oidmap_get(&db->allowed, oid) ||
 		    policy_names_match(&policy->allowed_functions, schema,
 				       proname, NULL))
-			bind_allowed(db, oid, PQgetvalue(res, row, 3));
+			bind_allowed(db, oid, PQgetvalue(res, row, 3),
+				     read_ns);
 	}
 	PQclear(res);
 	return 0;
@@ -408,42 +497,15 @@ static int bind_policy(struct catalog_db *db)
 	if (!ret) {
 		prune_bindings(db);
 		db->bound = true;
+	} else {
+		db->failed_at = time(NULL);
 	}
+	db->stale = ret != 0;
 	log_debug("catalog '%s': %zu relations, %zu immutable, %zu with "
 		  "balances, %zu allowed functions", db->name,
 		  db->relations.count, db->immutable.count, db->balances.count,
 		  db->allowed.count);
 	return ret;
-}
-
-static int connect_db(struct catalog_db *db, char *err, size_t err_len)
-{
-	const char *keys[] = { "dbname", "dbname", "application_name",
-			       "options", NULL };
-	const char *values[] = { db->catalog->policy->dsn, db->name,
-				 "pgvigil catalog",
-				 "-c default_transaction_read_only=on", NULL };
-
-	db->last_attempt = time(NULL);
-	db->conn = PQconnectdbParams(keys, values, 1);
-	if (PQstatus(db->conn) != CONNECTION_OK) {
-		snprintf(err, err_len, "cannot connect to database '%s': %s",
-			 db->name, PQerrorMessage(db->conn));
-		err[strcspn(err, "\n")] = 0;
-		PQfinish(db->conn);
-		db->conn = NULL;
-		return -ECONNREFUSED;
-	}
-	db->backend_pid = PQbackendPID(db->conn);
-	if (bind_policy(db)) {
-		snprintf(err, err_len, "cannot read the catalog of '%s': %s",
-			 db->name, PQerrorMessage(db->conn));
-		err[strcspn(err, "\n")] = 0;
-		PQfinish(db->conn);
-		db->conn = NULL;
-		return -EIO;
-	}
-	return 0;
 }
 
 static struct catalog_db *find_db(struct catalog *catalog, const char *name)
@@ -456,13 +518,27 @@ static struct catalog_db *find_db(struct catalog *catalog, const char *name)
 	return NULL;
 }
 
+/* Bind again a database whose last binding failed; 0 or -errno. */
+static int rebind(struct catalog_db *db, char *err, size_t err_len)
+{
+	if (!db->stale)
+		return 0;
+	if (db->failed_at == time(NULL)) {
+		snprintf(err, err_len, "%s", db->error);
+		return -EAGAIN;
+	}
+	if (bind_policy(db)) {
+		snprintf(err, err_len, "%s", db->error);
+		return -EIO;
+	}
+	return 0;
+}
+
 struct catalog_db *catalog_db(struct catalog *catalog, const char *dbname,
 			      char *err, size_t err_len)
 {
 	struct catalog_db *db = find_db(catalog, dbname);
 
-	if (db && db->conn && PQstatus(db->conn) == CONNECTION_OK)
-		return db;
 	if (!db) {
 		if (catalog->n_dbs == MAX_DATABASES) {
 			snprintf(err, err_len, "more than %d databases",
@@ -476,17 +552,15 @@ struct catalog_db *catalog_db(struct catalog *catalog, const char *dbname,
 			return NULL;
 		}
 		db->catalog = catalog;
+		db->stale = true;
 		catalog->dbs[catalog->n_dbs++] = db;
-	} else if (db->conn) {
-		PQfinish(db->conn);
-		db->conn = NULL;
-	} else if (time(NULL) == db->last_attempt) {
-		snprintf(err, err_len, "database '%s' unreachable", dbname);
-		return NULL;
 	}
-	if (connect_db(db, err, err_len))
-		return NULL;
-	return db;
+	return rebind(db, err, err_len) ? NULL : db;
+}
+
+bool catalog_ready(struct catalog_db *db, char *err, size_t err_len)
+{
+	return !rebind(db, err, err_len);
 }
 
 const struct catalog_relation *catalog_relation(struct catalog_db *db,
@@ -584,9 +658,22 @@ bool catalog_own_backend(struct catalog *catalog, uint32_t pid)
 
 int catalog_invalidate(struct catalog_db *db)
 {
-	if (!db->conn)
-		return -ENOTCONN;
 	return bind_policy(db);
+}
+
+int catalog_allowed_seen_since(struct catalog_db *db, uint64_t since_ns,
+			       uint32_t *oids, int max)
+{
+	const struct allowed_version *version;
+	size_t i;
+	int n = 0;
+
+	oidmap_foreach(&db->allowed, i) {
+		version = db->allowed.values[i];
+		if (version->seen_ns > since_ns && n < max)
+			oids[n++] = db->allowed.keys[i];
+	}
+	return n;
 }
 
 void catalog_stats(const struct catalog *catalog, struct catalog_stats *out)

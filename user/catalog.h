@@ -5,7 +5,8 @@
  * Policy names bind to OIDs when a database is first seen; after DDL commits
  * (catalog_invalidate) the names are matched again and the result joined to
  * what was bound before, so a protected table stays protected through a
- * rename and a new table that matches a pattern is protected too.
+ * rename and a new table that matches a pattern is protected too. A
+ * connection the server dropped is opened again when next used.
  * Owned by the daemon's classifier thread; not thread-safe.
  */
 #ifndef USER_CATALOG_H
@@ -48,11 +49,19 @@ void catalog_close(struct catalog *catalog);
 
 /*
  * The cache of database 'dbname', connecting and binding the policy on
- * first use. Returns NULL when the database cannot be reached (err says
- * why); a later call tries again, at most once a second.
+ * first use. Returns NULL when the database cannot be reached or its
+ * policy not bound (err says why); a later call tries again, at most once
+ * a second.
  */
 struct catalog_db *catalog_db(struct catalog *catalog, const char *dbname,
 			      char *err, size_t err_len);
+
+/*
+ * Can the policy bound in 'db' be trusted? False after a binding failed
+ * (catalog_invalidate after DDL, with the server unreachable) until one
+ * succeeds: tries again, at most once a second; err says why not.
+ */
+bool catalog_ready(struct catalog_db *db, char *err, size_t err_len);
 
 /* The relation 'oid', from the cache or the server; NULL if unknown. */
 const struct catalog_relation *catalog_relation(struct catalog_db *db,
@@ -78,6 +87,16 @@ bool catalog_immutable(struct catalog_db *db, uint32_t relid);
 int catalog_take_changed_allowed(struct catalog_db *db, uint32_t *oids,
 				 int max);
 
+/*
+ * Allowed functions whose current definition was first read after
+ * 'since_ns' (CLOCK_MONOTONIC, as probe records are stamped): the ones a
+ * transaction committed at 'since_ns' may have redefined, even when an
+ * earlier read already saw its change. Copies up to 'max' OIDs and returns
+ * how many.
+ */
+int catalog_allowed_seen_since(struct catalog_db *db, uint64_t since_ns,
+			       uint32_t *oids, int max);
+
 /* The OID of the policy's hash events table in 'db', 0 if none. */
 uint32_t catalog_events_table(struct catalog_db *db);
 
@@ -85,8 +104,9 @@ uint32_t catalog_events_table(struct catalog_db *db);
 bool catalog_own_backend(struct catalog *catalog, uint32_t pid);
 
 /*
- * DDL committed in 'db': forget names and bind the policy again. Returns 0
- * or a negative errno (the old binding is kept on failure).
+ * DDL committed in 'db': forget names and bind the policy again, on a new
+ * connection if the old one was dropped. Returns 0 or a negative errno
+ * (the old binding is kept on failure, and 'db' is not ready).
  */
 int catalog_invalidate(struct catalog_db *db);
 

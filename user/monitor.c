@@ -43,6 +43,20 @@ static const char *const catalog_neutral_names[] = {
 #define CATALOG_NEUTRAL_MAX \
 	(sizeof(catalog_neutral_names) / sizeof(catalog_neutral_names[0]))
 
+/*
+ * Utility statements that can create or redefine a function (nested ones,
+ * in a DO block or a function, come as statements of their own).
+ */
+static const char *const function_ddl_names[] = {
+	"CreateFunctionStmt", "AlterFunctionStmt", "RenameStmt",
+	"AlterOwnerStmt", "AlterObjectSchemaStmt", "ReassignOwnedStmt",
+	"CreateExtensionStmt", "AlterExtensionStmt",
+	"AlterExtensionContentsStmt",
+};
+
+#define FUNCTION_DDL_MAX \
+	(sizeof(function_ddl_names) / sizeof(function_ddl_names[0]))
+
 /* long enough for a committing backend to finish making it visible */
 #define DDL_SETTLE_NS (200 * 1000000ULL)
 
@@ -67,6 +81,7 @@ struct backend {
 	bool has_session;
 	bool reported_unclassified;
 	bool ddl;			/* a utility statement in this xact */
+	bool function_ddl;		/* one that can redefine a function */
 	bool inserted_events;		/* into the hash events table */
 	/*
 	 * DDL committed, catalog not re-read yet: the commit probe fires
@@ -75,6 +90,7 @@ struct backend {
 	 * comes after, or after a short delay when the backend stays idle.
 	 */
 	uint64_t ddl_committed_ns;
+	bool function_ddl_committed;	/* function_ddl of that transaction */
 	uint64_t start_ns;		/* first seen: tells pid reuse apart */
 	char user[PGV_NAME_MAX];
 	char database[PGV_NAME_MAX];
@@ -128,6 +144,8 @@ struct monitor {
 	/* catalog_neutral_names as the server version numbers them */
 	uint32_t neutral_tags[CATALOG_NEUTRAL_MAX];
 	size_t n_neutral_tags;
+	uint32_t function_ddl_tags[FUNCTION_DDL_MAX];
+	size_t n_function_ddl_tags;
 };
 
 static const char *const drop_causes[PGV_DROP_CAUSES] = {
@@ -152,27 +170,44 @@ static int64_t clock_ns(clockid_t clock)
  * so that each utility statement costs a few integer compares. A name the
  * version lacks is left out (no statement can carry it).
  */
-static void resolve_neutral_tags(struct monitor *monitor)
+static size_t resolve_tags(const struct monitor *monitor,
+			   const char *const *names, size_t n_names,
+			   uint32_t *tags)
 {
-	size_t i;
+	size_t i, n = 0;
 	int tag;
 
-	for (i = 0; monitor->options.version && i < CATALOG_NEUTRAL_MAX; i++) {
-		tag = pglayout_tag_number(monitor->options.version,
-					  catalog_neutral_names[i]);
+	for (i = 0; monitor->options.version && i < n_names; i++) {
+		tag = pglayout_tag_number(monitor->options.version, names[i]);
 		if (tag >= 0)
-			monitor->neutral_tags[monitor->n_neutral_tags++] = tag;
+			tags[n++] = tag;
 	}
+	return n;
+}
+
+static void resolve_neutral_tags(struct monitor *monitor)
+{
+	monitor->n_neutral_tags = resolve_tags(monitor, catalog_neutral_names,
+					       CATALOG_NEUTRAL_MAX,
+					       monitor->neutral_tags);
+	monitor->n_function_ddl_tags = resolve_tags(monitor, function_ddl_names,
+						    FUNCTION_DDL_MAX,
+						    monitor->function_ddl_tags);
+}
+
+static bool tag_in(const uint32_t *tags, size_t n, uint32_t tag)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (tags[i] == tag)
+			return true;
+	return false;
 }
 
 static bool catalog_neutral(const struct monitor *monitor, uint32_t tag)
 {
-	size_t i;
-
-	for (i = 0; i < monitor->n_neutral_tags; i++)
-		if (monitor->neutral_tags[i] == tag)
-			return true;
-	return false;
+	return tag_in(monitor->neutral_tags, monitor->n_neutral_tags, tag);
 }
 
 int monitor_new(const struct monitor_options *options, struct monitor **out)
@@ -1001,7 +1036,10 @@ static bool bind_immutable(void *arg, uint32_t relid)
 	return catalog_immutable(arg, relid);
 }
 
-/* Can this backend's statements be classified? Reports once if not. */
+/*
+ * Can this backend's statements be classified? Not while its catalog
+ * cannot be read (what was bound may be out of date). Reports once if not.
+ */
 static bool classifiable(struct monitor *monitor, struct backend *backend)
 {
 	char err[512];
@@ -1009,7 +1047,7 @@ static bool classifiable(struct monitor *monitor, struct backend *backend)
 	if (!backend->db && backend->database[0])
 		backend->db = catalog_db(monitor->options.catalog,
 					 backend->database, err, sizeof(err));
-	if (backend->db)
+	if (backend->db && catalog_ready(backend->db, err, sizeof(err)))
 		return true;
 	if (!backend->reported_unclassified) {
 		backend->reported_unclassified = true;
@@ -1245,6 +1283,9 @@ static void on_utility(struct monitor *monitor, struct backend *backend,
 	backend->utility_truncated = event->hdr.flags & PGV_F_TEXT_TRUNCATED;
 	if (!catalog_neutral(monitor, event->node_tag))
 		backend->ddl = true;
+	if (tag_in(monitor->function_ddl_tags, monitor->n_function_ddl_tags,
+		   event->node_tag))
+		backend->function_ddl = true;
 }
 
 static void on_target(struct monitor *monitor, struct backend *backend,
@@ -1291,11 +1332,14 @@ static void on_xact(struct monitor *monitor, struct backend *backend,
 	    monitor->options.events_committed)
 		monitor->options.events_committed(monitor->options.arg);
 	backend->inserted_events = false;
-	if (backend->ddl && committed && backend->db)
+	if (backend->ddl && committed && backend->db) {
 		backend->ddl_committed_ns = event->hdr.time_ns;
-	else
+		backend->function_ddl_committed = backend->function_ddl;
+	} else {
 		drop_deferred(backend);	/* its new relations are gone */
+	}
 	backend->ddl = false;
+	backend->function_ddl = false;
 }
 
 /* An allowed function was created or redefined by this backend's DDL. */
@@ -1323,22 +1367,68 @@ static void report_allowed_change(struct monitor *monitor,
 	emit(monitor, "monetary", rule);
 }
 
-/* Re-read the catalog after DDL this backend committed, if still due. */
+/* Another backend's committed DDL on 'db' that may redefine a function. */
+static bool function_ddl_pending(struct monitor *monitor,
+				 const struct backend *self)
+{
+	const struct backend *other;
+	size_t i;
+
+	oidmap_foreach(&monitor->backends, i) {
+		other = monitor->backends.values[i];
+		if (other != self && other->db == self->db &&
+		    other->ddl_committed_ns && other->function_ddl_committed)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * The allowed functions this backend's DDL may have redefined. A read of
+ * the catalog sees every commit before it: when two backends commit DDL
+ * before either is read, the first read sees both changes and the second
+ * none. So a transaction that ran function DDL owns every definition first
+ * read after it committed, whoever's read saw it first; other DDL owns
+ * what its own read found changed, unless such a transaction is waiting
+ * to claim it.
+ */
+static int allowed_changes_of(struct monitor *monitor, struct backend *backend,
+			      uint32_t *oids, int max)
+{
+	int n = catalog_take_changed_allowed(backend->db, oids, max);
+
+	if (backend->function_ddl_committed)
+		return catalog_allowed_seen_since(backend->db,
+						  backend->ddl_committed_ns,
+						  oids, max);
+	return function_ddl_pending(monitor, backend) ? 0 : n;
+}
+
+/*
+ * Re-read the catalog after DDL this backend committed, if still due. When
+ * it cannot be read, the backend's statements are not classified from here
+ * on, and that is reported.
+ */
 static void refresh_after_ddl(struct monitor *monitor, struct backend *backend)
 {
+	char err[512];
 	uint32_t changed[16];
 	int n, i;
 
 	if (!backend->ddl_committed_ns || !backend->db)
 		return;
-	if (catalog_invalidate(backend->db))
-		log_warn("cannot refresh the catalog of '%s' after DDL",
-			 backend->database);
-	n = catalog_take_changed_allowed(backend->db, changed, 16);
+	if (catalog_invalidate(backend->db)) {
+		catalog_ready(backend->db, err, sizeof(err));
+		log_warn("cannot refresh the catalog of '%s' after DDL: %s",
+			 backend->database, err);
+		classifiable(monitor, backend);
+	}
+	n = allowed_changes_of(monitor, backend, changed, 16);
 	for (i = 0; i < n; i++)
 		report_allowed_change(monitor, backend, changed[i]);
 	classify_deferred(monitor, backend);
 	backend->ddl_committed_ns = 0;
+	backend->function_ddl_committed = false;
 }
 
 /*
