@@ -1191,29 +1191,40 @@ static void report_truncated(struct monitor *monitor, struct backend *backend,
 	emit(monitor, "monitor", "relations_not_classified");
 }
 
-/* Keep a write to a relation this open transaction created. */
-static void defer_if_new(struct backend *backend,
-			 const struct pgv_exec_event *event)
+/*
+ * Keep a write, in a transaction that ran DDL, to a relation no rule binds
+ * yet: the transaction may have created it (or renamed it) to match the
+ * policy, and it is classified again once the commit is read. Whether the
+ * catalog knows the relation cannot tell: records arrive in batches, and
+ * by the time this one is read the transaction may have committed. False
+ * when it could not be kept (more than DEFERRED_MAX such writes).
+ */
+static bool defer_if_new(struct backend *backend,
+			 const struct pgv_exec_event *event,
+			 const struct classify_bindings *bindings)
 {
 	size_t size = PGV_EXEC_FIXED + event->text_captured + 1;
 	struct pgv_exec_event *copy;
 	int i;
 
-	if (!backend->ddl || backend->n_deferred == DEFERRED_MAX)
-		return;
+	if (!backend->ddl)
+		return true;
 	for (i = 0; i < event->n_result_rels && i < PGV_RESULT_RELS_MAX; i++) {
 		const struct pgv_result_rel *rel = &event->rels[i];
 
 		if (!(rel->required_perms & (ACL_UPDATE_BIT | ACL_DELETE_BIT)) ||
-		    catalog_relation(backend->db, rel->relid))
+		    bindings->immutable(bindings->arg, rel->relid) ||
+		    bindings->balance(bindings->arg, rel->relid))
 			continue;
-		copy = malloc(sizeof(*copy));
+		copy = backend->n_deferred < DEFERRED_MAX
+			       ? malloc(sizeof(*copy)) : NULL;
 		if (!copy)
-			return;
+			return false;
 		memcpy(copy, event, size);
 		backend->deferred[backend->n_deferred++] = copy;
-		return;
+		return true;
 	}
+	return true;
 }
 
 /* After the commit is visible: classify the deferred writes again. */
@@ -1259,8 +1270,11 @@ static void on_exec(struct monitor *monitor, struct backend *backend,
 	if (!event->n_result_rels || !classifiable(monitor, backend))
 		return;
 	note_event_inserts(backend, event);
-	defer_if_new(backend, event);
 	bindings = bindings_of(monitor, backend);
+	if (!defer_if_new(backend, event, &bindings))
+		report_truncated(monitor, backend, &event->hdr, event->text,
+				 event->text_len,
+				 event->hdr.flags & PGV_F_TEXT_TRUNCATED);
 	n = classify_exec(&bindings, event, found);
 	if (!n)
 		return;

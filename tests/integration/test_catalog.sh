@@ -49,7 +49,7 @@ alter_allowed()
 test_catalog_is_read_again_after_the_server_restarts()
 {
 	local out=$PGV_TMP/restart.out r
-	pgv_start_monitor "$PGV_TMP/policy.yaml" "$out"
+	pgv_start_monitor "$PGV_TMP/policy.yaml" "$out" --unmasked	# statements told apart by their values
 	connect_catalog "$out"
 	restart_server
 	pgv_psql -d bank -c "CREATE TABLE newx_domain_events (id int)" \
@@ -107,7 +107,7 @@ test_catalog_unreachable_after_restart_is_reported()
 test_back_to_back_redefinitions_are_each_reported()
 {
 	local out=$PGV_TMP/quick.out k r idle
-	pgv_start_monitor "$PGV_TMP/policy.yaml" "$out"
+	pgv_start_monitor "$PGV_TMP/policy.yaml" "$out" --unmasked
 	for k in 1 2 3; do
 		alter_allowed "SET work_mem = '6${k}01kB'"
 		alter_allowed "SET work_mem = '6${k}02kB'"

@@ -31,3 +31,19 @@ test_balance_column_300_of_a_wide_table_is_flagged()
 	assert_eq "$(jq -c 'select(.relation == "public.accounts")' "$out" | grep -c .)" 1 \
 		"the record after them"
 }
+
+# A transaction that ran DDL keeps its writes to relations no rule binds
+# yet, to classify them again at commit; past what it keeps, each further
+# write is reported, not dropped in silence.
+test_writes_past_what_a_ddl_transaction_keeps_are_reported()
+{
+	local out=$PGV_TMP/deferred.out sql i
+	sql="BEGIN; CREATE TABLE scratch (id int);"
+	for i in $(seq 1 34); do sql="$sql DELETE FROM scratch;"; done
+	pgv_start_monitor "$PGV_TMP/policy.yaml" "$out"
+	pgv_psql -d bank -c "$sql COMMIT"
+	pgv_psql -d bank -c "UPDATE accounts SET balance = 3 WHERE account = 'bob'"
+	pgv_stop_monitor
+	assert_eq "$(jq -r 'select(.invariant == "monitor") | .rule' "$out" | sort | uniq -c | awk '{print $1, $2}')" \
+		"2 relations_not_classified" "monitor records"
+}
