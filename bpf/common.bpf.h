@@ -365,25 +365,25 @@ static __always_inline struct pgv_windows *pgv_windows(void)
 }
 
 /*
- * Copy the first 'size' bytes of a server struct into 'window', at most
- * 'limit' (a constant: the window's size). False when the read failed; the window then
- * holds zeros. The bound is applied in assembly, to the very register
- * passed to the helper: compiled from C, the comparison was made on a copy
- * and the verifier could not see the size bounded.
+ * Bound 'var' by the constant 'limit' in assembly, in the very register
+ * the verifier sees: compiled from C, the comparison was made on a copy
+ * and the verifier could not see the value bounded.
  */
-#define pgv_window_read(window, limit, size, src)				\
-	({								\
-		__u64 __size = (size);					\
-		asm volatile("if %[n] <= %[cap] goto +1; %[n] = %[cap]"	\
-			     : [n] "+r"(__size)				\
-			     : [cap] "i"(limit));		\
-		!bpf_probe_read_user(window, __size, src);		\
-	})
-
-/* Bound 'var' by the constant 'limit' in the register the verifier sees. */
 #define pgv_clamp(var, limit)						\
 	asm volatile("if %[n] <= %[cap] goto +1; %[n] = %[cap]"		\
 		     : [n] "+r"(var) : [cap] "i"(limit))
+
+/*
+ * Copy the first 'size' bytes of a server struct into 'window', at most
+ * 'limit' (a constant: the window's size). False when the read failed;
+ * the window then holds zeros.
+ */
+#define pgv_window_read(window, limit, size, src)			\
+	({								\
+		__u64 __size = (size);					\
+		pgv_clamp(__size, limit);				\
+		!bpf_probe_read_user(window, __size, src);		\
+	})
 
 /*
  * A field of a struct copied into a window. The offsets come from the

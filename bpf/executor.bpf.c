@@ -141,7 +141,8 @@ static long scan_one(__u32 i, void *arg)
 	if (rti >= 1 && rti <= st->rt_len)
 		rte = (void *)list_cell(w->rtable, st->rtable_inline, st->layout,
 					rti - 1);
-	if (!rte || !pgv_window_read(w->rte, PGV_WIN_RTE, st->layout->rte_size, rte)) {
+	if (!rte || !pgv_window_read(w->rte, PGV_WIN_RTE,
+				     st->layout->rte_size, rte)) {
 		record->hdr.flags |= PGV_F_READ_FAILED;
 		return 0;
 	}
