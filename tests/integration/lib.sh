@@ -133,6 +133,35 @@ fields()
 	printf '%s\n' "$1" | jq -r "$2"
 }
 
+# records_of SQL [psql args...]: the records the SQL caused in database
+# 'bank', read from $OUT once a sentinel write from another session has been
+# reported after them (errors in the SQL are allowed: some statements are
+# meant to fail).
+records_of()
+{
+	local sql=$1 before
+	shift
+	before=$(wc -l <"$OUT")
+	psql -X -q -d bank -c "$sql" "$@" >/dev/null 2>&1 || true
+	sentinel_after "$before"
+}
+
+# sentinel_after LINE: write the sentinel, wait for its record, print the
+# records after LINE that are not the sentinel's.
+sentinel_after()
+{
+	local before=$1 i
+	pgv_psql -d bank -c "UPDATE sentinel SET balance = 1" >/dev/null
+	for i in $(seq 1 200); do
+		tail -n +"$((before + 1))" "$OUT" |
+			grep -q '"relation":"public.sentinel"' && break
+		sleep 0.05
+	done
+	tail -n +"$((before + 1))" "$OUT" | grep -q '"relation":"public.sentinel"' ||
+		{ echo "no sentinel record: is the monitor alive?" >&2; return 1; }
+	tail -n +"$((before + 1))" "$OUT" | grep -v '"relation":"public.sentinel"' || true
+}
+
 # pgv_bank_start [PG_BIN]: a cluster holding the fixture bank (database
 # 'bank') and its policy in $PGV_TMP/policy.yaml; FIXTURES names the folder.
 FIXTURES=$PGV_ROOT/tests/integration/fixtures

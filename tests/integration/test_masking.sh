@@ -1,7 +1,7 @@
 # Literal masking against a real server: a prepared statement's text, a
 # utility statement's literals, and a statement cut at 4 KiB inside a
-# comment. One server and one 'pgvigil run' for the file. The runner calls
-# each test where 'set -e' does not apply, so every check returns.
+# comment. One server and one 'pgvigil run' for the file; records_of (lib.sh)
+# waits for a sentinel record after each statement.
 
 setup_file()
 {
@@ -13,25 +13,6 @@ setup_file()
 teardown_file()
 {
 	pgv_stop_monitor
-}
-
-# records_of SQL [psql args...]: the records the SQL caused, once a
-# sentinel write in another session has been reported after them.
-records_of()
-{
-	local sql=$1 before i
-	shift
-	before=$(wc -l <"$OUT")
-	psql -X -q -d bank -c "$sql" "$@" >/dev/null 2>&1 || true
-	pgv_psql -d bank -c "UPDATE sentinel SET balance = 1" >/dev/null
-	for i in $(seq 1 200); do
-		tail -n +"$((before + 1))" "$OUT" |
-			grep -q '"relation":"public.sentinel"' && break
-		sleep 0.05
-	done
-	tail -n +"$((before + 1))" "$OUT" | grep -q '"relation":"public.sentinel"' ||
-		{ echo "no sentinel record: is the monitor alive?" >&2; return 1; }
-	tail -n +"$((before + 1))" "$OUT" | grep -v '"relation":"public.sentinel"' || true
 }
 
 test_execute_record_carries_prepare_text_masked()

@@ -16,33 +16,6 @@ teardown_file()
 	pgv_stop_monitor
 }
 
-# records_of SQL [psql args...]: the records the SQL caused (errors in the
-# SQL are allowed: some statements are meant to fail).
-records_of()
-{
-	local sql=$1 before
-	shift
-	before=$(wc -l <"$OUT")
-	psql -X -q -d bank "$@" -c "$sql" >/dev/null 2>&1 || true
-	sentinel_after "$before"
-}
-
-# sentinel_after LINE: write the sentinel, wait for its record, print the
-# records after LINE that are not the sentinel's.
-sentinel_after()
-{
-	local before=$1 i
-	pgv_psql -d bank -c "UPDATE sentinel SET balance = 1" >/dev/null
-	for i in $(seq 1 200); do
-		tail -n +"$((before + 1))" "$OUT" |
-			grep -q '"relation":"public.sentinel"' && break
-		sleep 0.05
-	done
-	tail -n +"$((before + 1))" "$OUT" | grep -q '"relation":"public.sentinel"' ||
-		{ echo "no sentinel record: is the monitor alive?" >&2; return 1; }
-	tail -n +"$((before + 1))" "$OUT" | grep -v '"relation":"public.sentinel"' || true
-}
-
 expect_one_monetary()
 {
 	local r=$1
